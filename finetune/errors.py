@@ -1,0 +1,22 @@
+"""The one exception type a user sees without a traceback.
+
+Anything the user can fix (a bad recipe, a missing file, an unknown column, a model that does not exist) raises
+`UserError`; the CLI prints its message and exits with code 2. Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A problem in the user's input, with a message that names the fix."""
+
+    exit_code = 2
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,139 @@
+"""Named metrics that work offline, behind the same call shape as the `evaluate` library.
+
+`evaluate.load("accuracy")` downloads a metric script from the Hub, which fails on an offline machine and costs
+seconds online. The metrics a recipe names are implemented here on the reference libraries themselves
+(scikit-learn, scipy), so the numbers are theirs by construction. A name this module does not know is handed to
+`evaluate.load`, so users keep the whole Hub catalogue when they are online.
+
+    metric = load("f1")
+    metric.compute(predictions=[0, 1], references=[0, 1])  # {"f1": 1.0}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from finetune.errors import UserError, did_you_mean
+
+
+def _accuracy(predictions, references, **_) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score
+
+    return {"accuracy": float(accuracy_score(references, predictions))}
+
+
+def _f1(predictions, references, average: str = "binary", **_) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {"f1": float(f1_score(references, predictions, average=average))}
+
+
+def _precision(predictions, references, average: str = "binary", **_) -> dict[str, float]:
+    from sklearn.metrics import precision_score
+
+    return {"precision": float(precision_score(references, predictions, average=average, zero_division=0))}
+
+
+def _recall(predictions, references, average: str = "binary", **_) -> dict[str, float]:
+    from sklearn.metrics import recall_score
+
+    return {"recall": float(recall_score(references, predictions, average=average, zero_division=0))}
+
+
+def _matthews(predictions, references, **_) -> dict[str, float]:
+    from sklearn.metrics import matthews_corrcoef
+
+    return {"matthews_correlation": float(matthews_corrcoef(references, predictions))}
+
+
+def _pearson(predictions, references, **_) -> dict[str, float]:
+    from scipy.stats import pearsonr
+
+    return {"pearson": float(pearsonr(references, predictions)[0])}
+
+
+def _spearman(predictions, references, **_) -> dict[str, float]:
+    from scipy.stats import spearmanr
+
+    return {"spearmanr": float(spearmanr(references, predictions)[0])}
+
+
+def _mse(predictions, references, **_) -> dict[str, float]:
+    from sklearn.metrics import mean_squared_error
+
+    return {"mse": float(mean_squared_error(references, predictions))}
+
+
+# Classification metrics take class ids; pearson, spearmanr and mse take floats (regression).
+_REGISTRY: dict[str, Callable[..., dict[str, float]]] = {
+    "accuracy": _accuracy,
+    "f1": _f1,
+    "precision": _precision,
+    "recall": _recall,
+    "matthews_correlation": _matthews,
+    "pearson": _pearson,
+    "spearmanr": _spearman,
+    "mse": _mse,
+}
+
+
+def register(name: str, function: Callable[..., dict[str, float]]) -> None:
+    """Add a metric: `function(predictions, references, **kwargs) -> dict[str, float]`."""
+    _REGISTRY[name] = function
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+@dataclass
+class Metric:
+    """The subset of `evaluate.EvaluationModule` the toolkit uses: `add_batch`, `compute`."""
+
+    name: str
+    function: Callable[..., dict[str, float]]
+    _predictions: list[Any] = field(default_factory=list)
+    _references: list[Any] = field(default_factory=list)
+
+    def add_batch(self, *, predictions: Sequence[Any], references: Sequence[Any]) -> None:
+        self._predictions.extend(predictions)
+        self._references.extend(references)
+
+    def compute(self, *, predictions: Sequence[Any] | None = None, references: Sequence[Any] | None = None,
+                **kwargs: Any) -> dict[str, float]:
+        if predictions is not None:
+            self.add_batch(predictions=predictions, references=references or [])
+        predictions, references = self._predictions, self._references
+        self._predictions, self._references = [], []
+        if len(predictions) != len(references):
+            raise ValueError(f"{self.name}: {len(predictions)} predictions but {len(references)} references")
+        return self.function(list(predictions), list(references), **kwargs)
+
+
+def load(name: str) -> Any:
+    """A local metric by name; an unknown name goes to `evaluate.load` (the Hub), failing clearly offline."""
+    if name in _REGISTRY:
+        return Metric(name, _REGISTRY[name])
+    from finetune.hub import hub_is_reachable
+
+    if not hub_is_reachable():
+        raise UserError(
+            f"Unknown metric '{name}'.{did_you_mean(name, _REGISTRY)} Metrics available offline: "
+            f"{', '.join(available())}. Other `evaluate` metrics need the Hugging Face Hub, which cannot be reached."
+        )
+    import evaluate
+
+    try:
+        return evaluate.load(name)
+    except Exception as error:  # evaluate raises FileNotFoundError, ValueError or HTTP errors by version
+        raise UserError(f"Unknown metric '{name}' ({error}).{did_you_mean(name, _REGISTRY)}") from error
+
+
+def compute(names: Sequence[str], predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
+    """Several metrics on the same predictions, merged into one dict."""
+    results: dict[str, float] = {}
+    for name in names:
+        results.update(load(name).compute(predictions=predictions, references=references))
+    return results

@@ -1,0 +1,18 @@
+"""Task registry: one module per task family, listed explicitly (no discovery)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from finetune.recipe import Recipe
+    from finetune.tasks.base import Task
+
+
+def get_task(recipe: Recipe) -> Task:
+    # Imported here: each task module pulls in transformers, which the CLI must not import at start-up.
+    if recipe.task == "classification":
+        from finetune.tasks.classification import ClassificationTask
+
+        return ClassificationTask(recipe)
+    raise ValueError(f"unknown task {recipe.task!r}")  # the recipe schema already rejects unknown tasks

@@ -1,0 +1,232 @@
+"""Sequence classification and regression (GLUE and any labelled text): one or two text columns, one label."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from finetune import metrics as metric_registry
+from finetune.errors import UserError
+from finetune.tasks.base import Task
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+    from finetune.data import LoadedData
+
+# Column names tried in order when the recipe does not name the text columns (pairs first).
+_TEXT_COLUMN_GUESSES = (
+    ("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"), ("question", "sentence"),
+    ("text", "text_pair"), ("text",), ("sentence",), ("content",), ("review",), ("document",),
+)
+_LABEL_COLUMN_GUESSES = ("label", "labels", "score", "target", "class")
+
+
+class ClassificationTask(Task):
+    def setup(self, data: LoadedData) -> None:
+        self.data = data
+        glue = data.glue_task
+        splits = self._labelled_splits(data)
+        first = splits[0][1]
+        columns = list(first.column_names)
+        self.text_columns = self._text_columns(columns, glue)
+        self.label_column = self.recipe.data.label_column or ("label" if glue else self._guess_label_column(columns))
+        for name, split in splits:
+            self._require_columns(split, [*self.text_columns, self.label_column], name)
+        for name, split in (data.test or {}).items():
+            self._require_columns(split, self.text_columns, name)
+        self._infer_labels(splits, glue)
+
+    # ---- columns -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _labelled_splits(data: LoadedData) -> list[tuple[str, datasets.Dataset]]:
+        splits = ([("train", data.train)] if data.train is not None else []) + list(data.eval.items())
+        if not splits:
+            raise UserError(f"No labelled data in {data.source}: give a training or validation split.")
+        return splits
+
+    def _text_columns(self, columns: list[str], glue: Any) -> list[str]:
+        if self.recipe.data.text_columns:
+            return list(self.recipe.data.text_columns)
+        if glue is not None:
+            return list(glue.text_columns)
+        for guess in _TEXT_COLUMN_GUESSES:
+            if all(column in columns for column in guess):
+                return list(guess)
+        raise UserError(f"Cannot tell which column holds the text. Columns: {', '.join(columns)}. "
+                        f"Pass --text-column NAME (twice for sentence pairs).")
+
+    @staticmethod
+    def _guess_label_column(columns: list[str]) -> str:
+        for guess in _LABEL_COLUMN_GUESSES:
+            if guess in columns:
+                return guess
+        raise UserError(f"Cannot tell which column holds the label. Columns: {', '.join(columns)}. "
+                        f"Pass --label-column NAME.")
+
+    def _require_columns(self, split: datasets.Dataset, needed: list[str], split_name: str) -> None:
+        missing = [column for column in needed if column not in split.column_names]
+        if missing:
+            flag = "--label-column" if missing == [self.label_column] else "--text-column"
+            raise UserError(f"Column '{missing[0]}' is not in the {split_name} data ({self.data.source}). "
+                            f"Columns there: {', '.join(split.column_names)}. Pass {flag} with one of them.")
+
+    # ---- labels --------------------------------------------------------------------------------------------
+
+    def _infer_labels(self, splits: list[tuple[str, datasets.Dataset]], glue: Any) -> None:
+        """Decide regression vs classification and the label order, and check every label before training."""
+        feature = splits[0][1].features[self.label_column]
+        values = [(name, value) for name, split in splits for value in split[self.label_column]]
+        for name, value in values:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise UserError(f"The {name} data has a missing (empty or NaN) label in column "
+                                f"'{self.label_column}'. Remove those rows or fill them in.")
+        if glue is not None:
+            self.is_regression = glue.is_regression
+            self.label_names = list(glue.label_names or [])
+        elif self.recipe.data.label_names:
+            self.is_regression = False
+            self.label_names = list(self.recipe.data.label_names)
+        elif getattr(feature, "names", None):  # a datasets ClassLabel carries its own names
+            self.is_regression = False
+            self.label_names = list(feature.names)
+        else:
+            distinct = {value for _, value in values}
+            self.is_regression = any(isinstance(v, float) and not float(v).is_integer() for v in distinct)
+            ordered = sorted(distinct, key=lambda v: (isinstance(v, str), v))
+            self.label_names = [] if self.is_regression else [_label_text(v) for v in ordered]
+        self.label2id = {name: index for index, name in enumerate(self.label_names)}
+        if not self.is_regression:
+            if len(self.label_names) < 2:
+                raise UserError(f"Only one label ({self.label_names}) in column '{self.label_column}': "
+                                f"classification needs at least two.")
+            for name, value in values:
+                self._label_id(value, name)  # raises on labels outside the label set
+
+    def _label_id(self, value: Any, split_name: str = "data") -> int | float:
+        if self.is_regression:
+            return float(value)
+        text = _label_text(value)
+        if text in self.label2id:
+            return self.label2id[text]
+        # Integer class ids index named labels (GLUE stores 0/1 for negative/positive).
+        if isinstance(value, int) and 0 <= value < len(self.label_names) and self._labels_are_names():
+            return value
+        raise UserError(f"Label {value!r} in the {split_name} data is not one of the labels "
+                        f"{self.label_names}. Fix the data or set data.label_names.")
+
+    def _labels_are_names(self) -> bool:
+        return not all(name.lstrip("-").isdigit() for name in self.label_names)
+
+    # ---- model and inputs ----------------------------------------------------------------------------------
+
+    def load_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        from transformers import AutoModelForSequenceClassification
+
+        from finetune.modeling import load_config, load_pretrained, load_tokenizer
+
+        model_section = self.recipe.model
+        num_labels = 1 if self.is_regression else len(self.label_names)
+        config = load_config(model_section, num_labels=num_labels,
+                             problem_type="regression" if self.is_regression else "single_label_classification")
+        if not self.is_regression:
+            config.id2label = dict(enumerate(self.label_names))
+            config.label2id = dict(self.label2id)
+        tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length)
+        # ignore_mismatched_sizes: a checkpoint fine-tuned on other labels gets a fresh head of the right size.
+        model = load_pretrained(AutoModelForSequenceClassification, model_section, config=config,
+                                ignore_mismatched_sizes=True)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        return model, tokenizer
+
+    def tokenize(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+        max_length = self.recipe.data.max_length
+        has_labels = self.label_column in split.column_names and not self._all_unlabelled(split)
+
+        def encode(batch: dict[str, list]) -> dict[str, list]:
+            texts = [[str(text) for text in batch[column]] for column in self.text_columns]
+            encoded = tokenizer(*texts, truncation=True, max_length=max_length)
+            if has_labels:
+                encoded["labels"] = [self._label_id(value) for value in batch[self.label_column]]
+            return encoded
+
+        return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
+
+    def _all_unlabelled(self, split: datasets.Dataset) -> bool:
+        """GLUE test splits carry label -1 on every row."""
+        labels = split[self.label_column]
+        return all(label in (-1, None) for label in labels)
+
+    def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=None)
+
+    # ---- metrics and predictions ---------------------------------------------------------------------------
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        if self.data.glue_task is not None:
+            return self.data.glue_task.metrics
+        if self.is_regression:
+            return ("pearson", "spearmanr", "mse")
+        return ("accuracy", "f1")
+
+    @property
+    def main_metric(self) -> str:
+        return self.metric_names[0]
+
+    def _predicted(self, logits: Any) -> Any:
+        import numpy as np
+
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return logits.reshape(-1) if self.is_regression else np.argmax(logits, axis=-1)
+
+    def score(self, predictions: Any, references: Any) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for name in self.metric_names:
+            kwargs = {"average": "macro"} if name in ("f1", "precision", "recall") and len(self.label_names) > 2 else {}
+            results.update(metric_registry.load(name).compute(predictions=list(predictions),
+                                                              references=list(references), **kwargs))
+        return results
+
+    def compute_metrics(self, eval_prediction: Any) -> dict[str, float]:
+        return self.score(self._predicted(eval_prediction.predictions), eval_prediction.label_ids)
+
+    def write_predictions(self, trainer: Trainer, raw: datasets.Dataset, tokenized: datasets.Dataset,
+                          path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
+        import numpy as np
+
+        output = trainer.predict(tokenized, metric_key_prefix=metric_key_prefix)
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        predicted = self._predicted(logits)
+        if not self.is_regression:
+            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            confidence = (shifted / shifted.sum(axis=-1, keepdims=True)).max(axis=-1)
+        references = tokenized["labels"] if "labels" in tokenized.column_names else None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as handle:
+            for row_index, row in enumerate(raw.select_columns(self.text_columns)):
+                record: dict[str, Any] = dict(row)
+                if references is not None:
+                    reference = references[row_index]
+                    record["label"] = reference if self.is_regression else self.label_names[reference]
+                if self.is_regression:
+                    record["prediction"] = float(predicted[row_index])
+                else:
+                    record["prediction"] = self.label_names[int(predicted[row_index])]
+                    record["score"] = round(float(confidence[row_index]), 6)
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return dict(output.metrics) if output.label_ids is not None else {}
+
+
+def _label_text(value: Any) -> str:
+    """Label values as names: 1 -> '1', 1.0 -> '1', 'positive' -> 'positive'."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,165 @@
+"""`run(recipe)`: the one code path that trains, evaluates, saves and reports for every task.
+
+Order matters for the user's time: the recipe and the data are checked (columns, labels) before the model is
+downloaded or loaded, and the run directory is checked before anything is computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.data import load_data
+from finetune.errors import UserError
+from finetune.recipe import Recipe
+from finetune.report import library_versions, write_json_atomic, write_text_atomic
+
+logger = logging.getLogger("finetune")
+
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_DIR = "predictions"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    main_metric: str
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse to clobber an earlier run; with `overwrite`, remove only a folder that is a run directory."""
+    if not run_dir.exists():
+        return
+    if run_dir.is_file():
+        raise UserError(f"--output-dir {run_dir} is a file. Choose a folder name.")
+    if not any(run_dir.iterdir()):
+        return
+    if not overwrite:
+        raise UserError(f"{run_dir} already holds a run. Pass --overwrite to replace it, "
+                        f"or choose another --output-dir.")
+    looks_like_run = (run_dir / RECIPE_FILE).exists() or any(run_dir.glob("checkpoint-*"))
+    if not looks_like_run:
+        raise UserError(f"{run_dir} is not empty and is not a finetune run directory (no {RECIPE_FILE}); "
+                        f"--overwrite only replaces run directories. Choose another --output-dir.")
+    shutil.rmtree(run_dir)
+
+
+def _quiet_libraries() -> None:
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_warning()
+    if not sys.stderr.isatty():  # progress bars only where a person watches; CI logs stay readable
+        datasets.disable_progress_bars()
+        transformers.logging.disable_progress_bar()
+
+
+def _training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str]) -> Any:
+    train = recipe.train
+    evaluate = train.eval_strategy if eval_names else "no"
+    best_metric = train.metric_for_best_model or task.main_metric
+    if len(eval_names) > 1 and not train.metric_for_best_model:
+        best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
+    return task.training_arguments(
+        output_dir=str(run_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size or 2 * train.batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
+        lr_scheduler_type=train.lr_scheduler,
+        seed=train.seed,
+        data_seed=train.seed,
+        eval_strategy=evaluate,
+        eval_steps=train.eval_steps,
+        save_strategy=evaluate if evaluate != "no" else "no",
+        save_steps=train.eval_steps,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=evaluate != "no",
+        metric_for_best_model=best_metric if evaluate != "no" else None,
+        greater_is_better=None if evaluate == "no" else not best_metric.endswith(("loss", "mse", "perplexity")),
+        logging_steps=train.logging_steps,
+        report_to=train.report_to or "none",
+        disable_tqdm=not sys.stderr.isatty(),
+        use_cpu=train.use_cpu,
+        dataloader_pin_memory=_has_cuda(),  # pinning only helps host-to-GPU copies
+        # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+    )
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
+    from finetune.tasks import get_task
+
+    run_dir = recipe.resolved_output_dir()
+    prepare_run_dir(run_dir, overwrite)
+
+    task = get_task(recipe)
+    data = load_data(recipe.data)
+    task.setup(data)  # column and label errors surface here, before any model is loaded
+    # Written first, so an interrupted run is recognisable (and resumable) as a run directory.
+    write_text_atomic(run_dir / RECIPE_FILE, recipe.to_yaml())
+
+    _quiet_libraries()
+    from transformers import set_seed
+
+    set_seed(recipe.train.seed)
+    model, tokenizer = task.load_model()
+
+    train_set = task.tokenize(data.train, tokenizer)
+    eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
+    test_sets = {name: task.tokenize(split, tokenizer) for name, split in data.test.items()}
+
+    args = _training_arguments(recipe, task, run_dir, list(eval_sets))
+    single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
+    trainer = task.trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=single_eval,
+        processing_class=tokenizer,
+        data_collator=task.data_collator(tokenizer),
+        compute_metrics=task.compute_metrics if eval_sets else None,
+    )
+    train_output = trainer.train()
+
+    metrics: dict[str, Any] = dict(train_output.metrics)
+    for name, tokenized in eval_sets.items():
+        prefix = "eval" if len(eval_sets) == 1 else f"eval_{name}"
+        metrics.update(task.write_predictions(trainer, data.eval[name], tokenized,
+                                              run_dir / PREDICTIONS_DIR / f"{name}.jsonl", prefix))
+    for name, tokenized in test_sets.items():
+        task.write_predictions(trainer, data.test[name], tokenized, run_dir / PREDICTIONS_DIR / f"{name}.jsonl",
+                               f"test_{name}")
+
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(run_dir))  # model + tokenizer, safetensors
+        trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+        metrics.update(
+            task=recipe.task,
+            model=recipe.model.name,
+            data=data.source,
+            train_samples=len(train_set),
+            eval_samples={name: len(split) for name, split in eval_sets.items()},
+            seed=recipe.train.seed,
+            best_checkpoint=trainer.state.best_model_checkpoint,
+            versions=library_versions(),
+        )
+        # metrics.json last: its presence marks a finished run.
+        write_json_atomic(run_dir / METRICS_FILE, metrics)
+    return RunResult(run_dir=run_dir, metrics=metrics, main_metric=task.main_metric)
