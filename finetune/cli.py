@@ -95,51 +95,177 @@ def _report(result: Any) -> None:
     typer.echo(f"\nRun written to {result.run_dir}  (model, recipe.yaml, metrics.json, predictions/)")
 
 
-# ---- classify ------------------------------------------------------------------------------------------------
+# ---- options shared by the training commands -----------------------------------------------------------------
+# Every flag defaults to None, meaning "not given": only given flags override the recipe (see _flags).
+
+Model = Annotated[Optional[str], typer.Option("--model", help="Hub id or local model folder.")]
+Dataset = Annotated[Optional[str], typer.Option(
+    "--dataset", help="A Hub dataset id (optionally id:config), glue/<task>, or a local file or folder.")]
+DatasetConfig = Annotated[Optional[str], typer.Option("--dataset-config", help="Hub dataset configuration name.")]
+TrainFile = Annotated[Optional[Path], typer.Option("--train-file", help="Local file to train on.")]
+ValidationFile = Annotated[Optional[Path], typer.Option("--validation-file", help="Local file to evaluate on.")]
+TestFile = Annotated[Optional[Path], typer.Option("--test-file", help="Local file to predict on after training.")]
+Epochs = Annotated[Optional[float], typer.Option("--epochs", help="Training epochs. [default: 3]")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="Stop after N steps (overrides epochs).")]
+LearningRate = Annotated[Optional[float], typer.Option("--learning-rate", help="Peak learning rate.")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="Training batch size per device.")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Random seed. [default: 42]")]
+MaxTrainSamples = Annotated[Optional[int], typer.Option("--max-train-samples", help="Train on the first N only.")]
+MaxEvalSamples = Annotated[Optional[int], typer.Option("--max-eval-samples", help="Evaluate on the first N only.")]
+OutputDir = Annotated[Optional[Path], typer.Option("--output-dir", help="Run directory. [default: runs/<task>-<data>]")]
+RecipeFile = Annotated[Optional[Path], typer.Option("--recipe", help="Start from this recipe file (or shipped name).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
+Lora = Annotated[Optional[bool], typer.Option("--lora", help="Train LoRA adapters (needs the peft extra).",
+                                              show_default=False)]
+NumBeams = Annotated[Optional[int], typer.Option("--num-beams", help="Beam width for generation.")]
+MaxNewTokens = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Most tokens generated per input.")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)]
+
+
+def _common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
+                  learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora) -> dict:
+    return {
+        "model.name": model, "data.dataset": dataset, "data.config": dataset_config,
+        "data.train_file": _text(train_file), "data.validation_file": _text(validation_file),
+        "data.test_file": _text(test_file), "train.epochs": epochs, "train.max_steps": max_steps,
+        "train.learning_rate": learning_rate, "train.batch_size": batch_size, "train.seed": seed,
+        "data.max_train_samples": max_train_samples, "data.max_eval_samples": max_eval_samples,
+        "output_dir": _text(output_dir), "peft.enabled": lora,
+    }
+
+
+def _run_command(task: str, recipe: Optional[Path], overrides: Optional[list[str]], overwrite: bool,
+                 **flags: Any) -> None:
+    from finetune.recipe import load_recipe
+
+    resolved = load_recipe(recipe, overrides, base={"task": task}, flags=_flags(**flags))
+    if resolved.task != task:
+        from finetune.errors import UserError
+
+        raise UserError(f"Recipe {recipe} is a {resolved.task} recipe; run it with `finetune train {recipe}`.")
+    _train(resolved, overwrite)
+
+
+# ---- the task commands ---------------------------------------------------------------------------------------
 
 
 @app.command()
 @user_errors
 def classify(
-    model: Annotated[Optional[str], typer.Option(help="Hub id or local folder. [default: bert-base-uncased]")] = None,
-    dataset: Annotated[Optional[str], typer.Option(
-        help="glue/<task>, a Hub dataset id (optionally id:config), or a local file or folder.")] = None,
-    dataset_config: Annotated[Optional[str], typer.Option(help="Hub dataset configuration name.")] = None,
+    model: Model = None, dataset: Dataset = None, dataset_config: DatasetConfig = None,
     data_dir: Annotated[Optional[Path], typer.Option(
         help="Folder of GLUE data on disk (original TSVs or HF parquet), used with --dataset glue/<task>.")] = None,
-    train_file: Annotated[Optional[Path], typer.Option(help="csv/tsv/json/jsonl/parquet file to train on.")] = None,
-    validation_file: Annotated[Optional[Path], typer.Option(help="File to evaluate on.")] = None,
-    test_file: Annotated[Optional[Path], typer.Option(help="File to predict on after training.")] = None,
+    train_file: TrainFile = None, validation_file: ValidationFile = None, test_file: TestFile = None,
     text_column: Annotated[Optional[list[str]], typer.Option(
         help="Text column; give it twice for sentence pairs. [default: guessed]")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column. [default: label]")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Truncate inputs to this many tokens. [default: 128]")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Training epochs. [default: 3]")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many steps (overrides epochs).")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Peak learning rate. [default: 2e-5]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size per device. [default: 32]")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed. [default: 42]")] = None,
-    max_train_samples: Annotated[Optional[int], typer.Option(help="Train on the first N examples only.")] = None,
-    max_eval_samples: Annotated[Optional[int], typer.Option(help="Evaluate on the first N examples only.")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Run directory. [default: runs/classification-<data>]")] = None,
-    recipe: Annotated[Optional[Path], typer.Option(help="Start from this recipe file (or shipped name).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
+    epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
+    batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
+    max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
+    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
 ) -> None:
-    """Fine-tune a sequence classifier (GLUE, or any labelled text) and evaluate it."""
-    from finetune.recipe import load_recipe
+    """Fine-tune a sequence classifier (GLUE, or any labelled text) and evaluate it. [model: bert-base-uncased]"""
+    _run_command(
+        "classification", recipe, overrides, overwrite,
+        **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+        **{"data.data_dir": _text(data_dir), "data.text_columns": text_column, "data.label_column": label_column,
+           "data.max_length": max_length},
+    )
 
-    flags = _flags(**{
-        "model.name": model, "data.dataset": dataset, "data.config": dataset_config,
-        "data.data_dir": _text(data_dir), "data.train_file": _text(train_file),
-        "data.validation_file": _text(validation_file), "data.test_file": _text(test_file),
-        "data.text_columns": text_column, "data.label_column": label_column, "data.max_length": max_length,
-        "train.epochs": epochs, "train.max_steps": max_steps, "train.learning_rate": learning_rate,
-        "train.batch_size": batch_size, "train.seed": seed, "data.max_train_samples": max_train_samples,
-        "data.max_eval_samples": max_eval_samples, "output_dir": _text(output_dir),
-    })
-    resolved = load_recipe(recipe, overrides, base={"task": "classification"}, flags=flags)
-    _train(resolved, overwrite)
+
+SourceColumn = Annotated[Optional[str], typer.Option("--source-column", help="Document/source column.")]
+TargetColumn = Annotated[Optional[str], typer.Option("--target-column", help="Summary/translation column.")]
+SourcePrefix = Annotated[Optional[str], typer.Option("--source-prefix", help="Text put before every source.")]
+MaxSourceLength = Annotated[Optional[int], typer.Option("--max-source-length", help="Source tokens kept.")]
+MaxTargetLength = Annotated[Optional[int], typer.Option("--max-target-length", help="Target tokens kept.")]
+
+
+@app.command()
+@user_errors
+def summarize(
+    model: Model = None, dataset: Dataset = None, dataset_config: DatasetConfig = None,
+    train_file: TrainFile = None, validation_file: ValidationFile = None, test_file: TestFile = None,
+    source_column: SourceColumn = None, target_column: TargetColumn = None, source_prefix: SourcePrefix = None,
+    max_source_length: MaxSourceLength = None, max_target_length: MaxTargetLength = None,
+    num_beams: NumBeams = None, max_new_tokens: MaxNewTokens = None,
+    epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
+    batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
+    max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
+    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+) -> None:
+    """Fine-tune an encoder-decoder model (T5, BART, Pegasus) to summarize; scored with ROUGE. [model: t5-small]"""
+    _run_command(
+        "summarization", recipe, overrides, overwrite,
+        **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+        **{"data.source_column": source_column, "data.target_column": target_column,
+           "data.source_prefix": source_prefix, "data.max_length": max_source_length,
+           "data.max_target_length": max_target_length, "generation.num_beams": num_beams,
+           "generation.max_new_tokens": max_new_tokens},
+    )
+
+
+@app.command()
+@user_errors
+def translate(
+    model: Model = None, dataset: Dataset = None, dataset_config: DatasetConfig = None,
+    train_file: Annotated[Optional[Path], typer.Option(
+        "--train-file", help="jsonl/csv with the two language columns, or a prefix of line-aligned text files "
+                             "(train for train.en + train.de).")] = None,
+    validation_file: ValidationFile = None, test_file: TestFile = None,
+    source_lang: Annotated[Optional[str], typer.Option(help="Source language code, e.g. en.")] = None,
+    target_lang: Annotated[Optional[str], typer.Option(help="Target language code, e.g. de.")] = None,
+    source_prefix: SourcePrefix = None, max_source_length: MaxSourceLength = None,
+    max_target_length: MaxTargetLength = None, num_beams: NumBeams = None, max_new_tokens: MaxNewTokens = None,
+    epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
+    batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
+    max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
+    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+) -> None:
+    """Fine-tune an encoder-decoder model (T5, Marian, mBART) to translate; scored with BLEU and chrF."""
+    _run_command(
+        "translation", recipe, overrides, overwrite,
+        **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+        **{"data.source_lang": source_lang, "data.target_lang": target_lang, "data.source_prefix": source_prefix,
+           "data.max_length": max_source_length, "data.max_target_length": max_target_length,
+           "generation.num_beams": num_beams, "generation.max_new_tokens": max_new_tokens},
+    )
+
+
+@app.command()
+@user_errors
+def generate(
+    model: Model = None, dataset: Dataset = None, dataset_config: DatasetConfig = None,
+    train_file: Annotated[Optional[Path], typer.Option(
+        "--train-file", help="Raw text (.txt) or prompt/completion rows (.jsonl/.csv) to train on.")] = None,
+    validation_file: ValidationFile = None, test_file: TestFile = None,
+    data_format: Annotated[Optional[str], typer.Option(
+        "--format", help="text (packed blocks) or prompt_completion. [default: from the data]")] = None,
+    prompt_column: Annotated[Optional[str], typer.Option(help="Prompt/instruction column.")] = None,
+    completion_column: Annotated[Optional[str], typer.Option(help="Completion/response column.")] = None,
+    block_size: Annotated[Optional[int], typer.Option(help="Tokens per packed block in text mode.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Longest prompt+completion in tokens.")] = None,
+    sample_prompt: Annotated[Optional[list[str]], typer.Option(
+        help="Prompt to sample before and after training (samples.jsonl); repeatable.")] = None,
+    max_new_tokens: MaxNewTokens = None,
+    epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
+    batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
+    max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
+    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+) -> None:
+    """Fine-tune a causal language model (GPT-2, Llama, Qwen) on text or prompt/completion pairs. [model: gpt2]"""
+    _run_command(
+        "generation", recipe, overrides, overwrite,
+        **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+        **{"data.format": data_format, "data.prompt_column": prompt_column,
+           "data.completion_column": completion_column, "data.block_size": block_size,
+           "data.max_length": max_length, "generation.sample_prompts": sample_prompt,
+           "generation.max_new_tokens": max_new_tokens},
+    )
 
 
 def _text(path: Optional[Path]) -> Optional[str]:
@@ -218,18 +344,62 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or a checkpoint folder inside one).")],
     text: Annotated[Optional[list[str]], typer.Option(help="Input text; repeat for several.")] = None,
     text_pair: Annotated[Optional[list[str]], typer.Option(
-        help="Second sentence for sentence-pair models; repeat once per --text.")] = None,
+        help="Classification: second sentence for sentence-pair models; one per --text.")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option(help="Generation: prompt to continue; repeatable.")] = None,
     file: Annotated[Optional[Path], typer.Option(
         help="One input per line (sentence pairs: tab-separated), or a .jsonl/.csv with the run's text columns.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation: most new tokens.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Generation: sampling temperature (samples when set).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Generation: nucleus sampling mass.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
+    num_beams: Annotated[Optional[int], typer.Option(help="Generation: beam width.")] = None,
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 32,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
-    """Label new text with a trained run: prints label, score and text per input."""
-    from finetune.predict import format_prediction, load_inputs, predict_texts
+    """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
+    from finetune.predict import format_prediction, load_inputs, predict_texts, run_task
 
-    inputs = load_inputs(text or [], text_pair or [], file)
-    for item in predict_texts(run_dir, inputs, batch_size=batch_size):
-        typer.echo(format_prediction(item, as_json=json_output))
+    task = run_task(run_dir)
+    if task == "classification":
+        inputs = load_inputs(text or [], text_pair or [], file)
+        for item in predict_texts(run_dir, inputs, batch_size=batch_size):
+            typer.echo(format_prediction(item, as_json=json_output))
+        return
+    settings = {key: value for key, value in {
+        "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+        "num_beams": num_beams}.items() if value is not None}
+    if temperature is not None or top_p is not None or top_k is not None:
+        settings["do_sample"] = True
+    texts = [source for source, _ in load_inputs([*(text or []), *(prompt or [])], [], file)]
+    if task == "generation":
+        from finetune.tasks.causal_lm import predict_run
+    else:
+        from finetune.tasks.seq2seq import predict_run
+    outputs = predict_run(run_dir, texts, settings, stream=not json_output and sys.stdout.isatty())
+    for source, output in zip(texts, outputs):
+        if json_output:
+            import json
+
+            typer.echo(json.dumps({"input": source, "output": output}, ensure_ascii=False))
+        elif not sys.stdout.isatty():
+            typer.echo(output)
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Where to write. [default: RUN_DIR/merged]")] = None,
+) -> None:
+    """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
+    from finetune.errors import UserError
+    from finetune.lora import export_merged
+
+    if not merge:
+        raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
+    written = export_merged(run_dir, output_dir or run_dir / "merged")
+    typer.echo(f"Merged model written to {written}")
 
 
 @app.command()

@@ -66,6 +66,53 @@ def _mse(predictions, references, **_) -> dict[str, float]:
     return {"mse": float(mean_squared_error(references, predictions))}
 
 
+def _reference_streams(references: Sequence[Any]) -> list[list[str]]:
+    """Per-example references (a string or a list of strings) as sacrebleu's reference streams.
+
+    sacrebleu wants the same number of references for every example; an example with fewer repeats its first
+    reference, which changes neither clipped n-gram counts nor the closest reference length.
+    """
+    per_example = [[reference] if isinstance(reference, str) else list(reference) for reference in references]
+    width = max((len(refs) for refs in per_example), default=1)
+    padded = [refs + [refs[0]] * (width - len(refs)) for refs in per_example]
+    return [list(stream) for stream in zip(*padded)]
+
+
+def _bleu(predictions, references, **kwargs) -> dict[str, float]:
+    import sacrebleu
+
+    return {"bleu": float(sacrebleu.corpus_bleu(list(predictions), _reference_streams(references), **kwargs).score)}
+
+
+def _chrf(predictions, references, **kwargs) -> dict[str, float]:
+    import sacrebleu
+
+    return {"chrf": float(sacrebleu.corpus_chrf(list(predictions), _reference_streams(references), **kwargs).score)}
+
+
+def split_sentences(text: str) -> str:
+    """One sentence per line, as ROUGE-Lsum expects (a dependency-free stand-in for nltk's sent_tokenize)."""
+    import re
+
+    return "\n".join(part.strip() for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part.strip())
+
+
+def _rouge(predictions, references, use_stemmer: bool = True, **_) -> dict[str, float]:
+    """Mean ROUGE-1/2/L/Lsum F-measure x 100 (rouge-score, stemming on); the best reference counts per example."""
+    from rouge_score import rouge_scorer
+
+    kinds = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+    scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=use_stemmer)
+    totals = dict.fromkeys(kinds, 0.0)
+    for prediction, reference in zip(predictions, references):
+        targets = [reference] if isinstance(reference, str) else list(reference)
+        scores = scorer.score_multi([split_sentences(target) for target in targets], split_sentences(prediction))
+        for kind in kinds:
+            totals[kind] += scores[kind].fmeasure
+    count = max(len(predictions), 1)
+    return {kind: 100.0 * total / count for kind, total in totals.items()}
+
+
 # Classification metrics take class ids; pearson, spearmanr and mse take floats (regression).
 _REGISTRY: dict[str, Callable[..., dict[str, float]]] = {
     "accuracy": _accuracy,
@@ -76,6 +123,10 @@ _REGISTRY: dict[str, Callable[..., dict[str, float]]] = {
     "pearson": _pearson,
     "spearmanr": _spearman,
     "mse": _mse,
+    "bleu": _bleu,
+    "sacrebleu": _bleu,
+    "chrf": _chrf,
+    "rouge": _rouge,
 }
 
 

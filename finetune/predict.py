@@ -19,6 +19,18 @@ class Prediction:
     score: float | None
 
 
+def run_task(run_dir: Path) -> str:
+    """The task a run directory (or a checkpoint inside one) was trained for, from its recipe.yaml."""
+    if not run_dir.is_dir():
+        raise UserError(f"Run directory not found: {run_dir}.")
+    for recipe_file in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml"):
+        if recipe_file.is_file():
+            import yaml
+
+            return (yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}).get("task", "classification")
+    return "classification"  # a plain model folder: classification is the only task without a recipe
+
+
 def load_inputs(texts: list[str], pairs: list[str], file: Path | None) -> list[tuple[str, str | None]]:
     """Inputs from --text/--text-pair and --file, as (text, pair-or-None)."""
     if pairs and len(pairs) != len(texts):

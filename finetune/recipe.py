@@ -14,12 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from finetune.errors import UserError, did_you_mean
-
-TASKS = ("classification",)
-
 
 class _Section(BaseModel):
     # extra="forbid": a typo is an error, never a silently ignored setting.
@@ -27,7 +24,7 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    name: str = Field("bert-base-uncased", description="Hub id or local folder of the pretrained model.")
+    name: str | None = Field(None, description="Hub id or local folder. Default: the task's (see DEFAULT_MODELS).")
     revision: str | None = Field(None, description="Hub branch, tag or commit of the model.")
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless asked.")
 
@@ -47,7 +44,20 @@ class DataSection(_Section):
     test_split: str | None = Field(None, description="Split to predict on after training. Default: none.")
     max_train_samples: int | None = Field(None, gt=0, description="Use only the first N training examples.")
     max_eval_samples: int | None = Field(None, gt=0, description="Use only the first N evaluation examples.")
-    max_length: int = Field(128, gt=0, description="Longest input in tokens; longer inputs are truncated.")
+    max_length: int = Field(128, gt=0, description="Longest input (source, prompt) in tokens; longer is truncated.")
+    # Summarization and translation (encoder-decoder models).
+    source_column: str | None = Field(None, description="Column with the document or source sentence.")
+    target_column: str | None = Field(None, description="Column with the summary or translation.")
+    source_prefix: str | None = Field(None, description="Text put before every source, e.g. T5's 'summarize: '.")
+    source_lang: str | None = Field(None, description="Translation source language code, e.g. en.")
+    target_lang: str | None = Field(None, description="Translation target language code, e.g. de.")
+    max_target_length: int = Field(128, gt=0, description="Longest target (summary, translation) in tokens.")
+    # Generation (decoder-only models).
+    format: Literal["auto", "text", "prompt_completion"] = Field(
+        "auto", description="text: pack raw documents into blocks; prompt_completion: loss on completions only.")
+    prompt_column: str | None = Field(None, description="Column with the prompt (or instruction).")
+    completion_column: str | None = Field(None, description="Column with the completion (or response).")
+    block_size: int | None = Field(None, gt=0, description="Tokens per packed block in text mode. Default: max_length.")
 
     @field_validator("text_columns")
     @classmethod
@@ -55,6 +65,31 @@ class DataSection(_Section):
         if value is not None and len(value) not in (1, 2):
             raise ValueError("give one text column, or two for sentence pairs")
         return value
+
+
+class GenerationSection(_Section):
+    """How text is generated, for evaluation and for `finetune predict` alike."""
+
+    max_new_tokens: int = Field(64, gt=0, description="Most tokens generated per input.")
+    num_beams: int = Field(1, gt=0, description="Beam search width (1: greedy or sampling).")
+    length_penalty: float = Field(1.0, description="Beam search: >1 favours longer outputs.")
+    no_repeat_ngram_size: int = Field(0, ge=0, description="Never repeat an n-gram of this size (0: off).")
+    do_sample: bool = Field(False, description="Sample instead of greedy/beam decoding.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling: keep the smallest set with this mass.")
+    top_k: int = Field(50, ge=0, description="Sample among the k most likely tokens (0: off).")
+    num_samples: int = Field(4, ge=0, description="Evaluation prompts written to samples.jsonl before/after training.")
+    sample_prompts: list[str] = Field(default_factory=list, description="Prompts for samples.jsonl instead.")
+
+
+class PeftSection(_Section):
+    """LoRA adapters through PEFT: train a few million parameters instead of all of them."""
+
+    enabled: bool = Field(False, description="Train LoRA adapters instead of the full model.")
+    r: int = Field(8, gt=0, description="LoRA rank.")
+    alpha: int = Field(16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | None = Field(None, description="Module names to adapt. Default: per architecture.")
 
 
 class TrainSection(_Section):
@@ -78,13 +113,28 @@ class TrainSection(_Section):
     report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ...")
 
 
+TASKS = ("classification", "summarization", "translation", "generation")
+# The model each command starts from when none is given: the one its transformers example script uses.
+DEFAULT_MODELS = {"classification": "bert-base-uncased", "summarization": "t5-small", "translation": "t5-small",
+                  "generation": "gpt2"}
+
+
 class Recipe(_Section):
-    task: Literal["classification"] = Field("classification", description="What the model learns to do.")
+    task: Literal["classification", "summarization", "translation", "generation"] = Field(
+        "classification", description="What the model learns to do.")
     description: str | None = Field(None, description="One line on what this recipe is for.")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)
     train: TrainSection = Field(default_factory=TrainSection)
+    generation: GenerationSection = Field(default_factory=GenerationSection)
+    peft: PeftSection = Field(default_factory=PeftSection)
     output_dir: str | None = Field(None, description="Run directory. Default: runs/<task>-<dataset>.")
+
+    @model_validator(mode="after")
+    def _default_model(self) -> Recipe:
+        if self.model.name is None:
+            self.model.name = DEFAULT_MODELS[self.task]
+        return self
 
     def resolved_output_dir(self) -> Path:
         if self.output_dir:

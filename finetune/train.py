@@ -120,6 +120,10 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
     set_seed(recipe.train.seed)
     model, tokenizer = task.load_model()
+    if recipe.peft.enabled:
+        from finetune.lora import apply_lora
+
+        model = apply_lora(model, recipe)
 
     train_set = task.tokenize(data.train, tokenizer)
     eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
@@ -136,6 +140,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         data_collator=task.data_collator(tokenizer),
         compute_metrics=task.compute_metrics if eval_sets else None,
     )
+    task.before_training(trainer, run_dir)
     train_output = trainer.train()
 
     metrics: dict[str, Any] = dict(train_output.metrics)
@@ -146,6 +151,8 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     for name, tokenized in test_sets.items():
         task.write_predictions(trainer, data.test[name], tokenized, run_dir / PREDICTIONS_DIR / f"{name}.jsonl",
                                f"test_{name}")
+
+    metrics.update(task.after_training(trainer, run_dir))
 
     if trainer.is_world_process_zero():
         trainer.save_model(str(run_dir))  # model + tokenizer, safetensors

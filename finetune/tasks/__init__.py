@@ -15,4 +15,12 @@ def get_task(recipe: Recipe) -> Task:
         from finetune.tasks.classification import ClassificationTask
 
         return ClassificationTask(recipe)
+    if recipe.task in ("summarization", "translation"):
+        from finetune.tasks.seq2seq import Seq2SeqTask
+
+        return Seq2SeqTask(recipe)
+    if recipe.task == "generation":
+        from finetune.tasks.causal_lm import CausalLMTask
+
+        return CausalLMTask(recipe)
     raise ValueError(f"unknown task {recipe.task!r}")  # the recipe schema already rejects unknown tasks

@@ -53,7 +53,14 @@ class Task(ABC):
 
         return Trainer
 
+    def before_training(self, trainer: Trainer, run_dir: Path) -> None:
+        """Hook: runs once the Trainer exists, before the first step (generation samples use it)."""
+
+    def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+        """Hook: runs after training and the final evaluation; returns extra entries for metrics.json."""
+        return {}
+
     @abstractmethod
     def write_predictions(self, trainer: Trainer, raw: datasets.Dataset, tokenized: datasets.Dataset,
-                          path: Path) -> dict[str, float]:
+                          path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Predict on one split and write one JSON line per example; returns the metrics when labels exist."""
