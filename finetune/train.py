@@ -97,6 +97,25 @@ def _training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: li
     )
 
 
+def _in_order(trainer_class: type) -> type:
+    """The task's Trainer, evaluating in dataset order.
+
+    transformers 5 applies train_sampling_strategy="group_by_length" to evaluation too, with a random length-grouped
+    sampler: metrics survive, but predictions no longer line up with the rows they belong to. Tasks that want
+    length-sorted evaluation sort the dataset themselves and restore the order.
+    """
+    from torch.utils.data import SequentialSampler
+
+    class InOrderTrainer(trainer_class):
+        def _get_eval_sampler(self, eval_dataset):
+            if eval_dataset is None or self.args.world_size > 1:
+                return super()._get_eval_sampler(eval_dataset)
+            return SequentialSampler(eval_dataset)
+
+    InOrderTrainer.__name__ = trainer_class.__name__
+    return InOrderTrainer
+
+
 def _has_cuda() -> bool:
     import torch
 
@@ -131,7 +150,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
     args = _training_arguments(recipe, task, run_dir, list(eval_sets))
     single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
-    trainer = task.trainer_class()(
+    trainer = _in_order(task.trainer_class())(
         model=model,
         args=args,
         train_dataset=train_set,

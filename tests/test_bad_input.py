@@ -1,0 +1,84 @@
+"""Bad input ends with one clear message naming the fix and exit code 2, before any expensive work."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.test_classify_cli import write_csv
+
+
+@pytest.fixture
+def train_csv(tmp_path, sentiment_rows):
+    return write_csv(tmp_path / "train.csv", sentiment_rows[0][:40])
+
+
+def error_of(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def test_missing_data_file(cli, tmp_path, tiny_bert):
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", tmp_path / "nope.csv"]))
+    assert "not found" in message and "nope.csv" in message
+
+
+def test_unknown_column_lists_the_columns(cli, tmp_path, tiny_bert, train_csv):
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--text-column", "review",
+                            "--output-dir", tmp_path / "run"]))
+    assert "'review'" in message and "text, label" in message and "--text-column" in message
+    assert not (tmp_path / "run" / "recipe.yaml").exists()
+
+
+def test_recipe_typo_gets_did_you_mean(cli, tmp_path):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("task: classification\ntrain:\n  epoch: 3\n")
+    message = error_of(cli(["train", recipe]))
+    assert str(recipe) in message and "train.epoch" in message and "Did you mean 'epochs'" in message
+
+
+def test_override_typo_and_wrong_type(cli):
+    message = error_of(cli(["recipes", "validate", "glue/sst2", "--set", "train.learning_rte=1e-4"]))
+    assert "learning_rate" in message
+    message = error_of(cli(["recipes", "validate", "glue/sst2", "--set", "train.epochs=many"]))
+    assert "train.epochs" in message
+
+
+def test_model_that_does_not_exist_fails_fast(cli, tmp_path, train_csv):
+    started = time.perf_counter()
+    message = error_of(cli(["classify", "--model", "nobody/no-such-model", "--train-file", train_csv,
+                            "--output-dir", tmp_path / "run"]))
+    assert time.perf_counter() - started < 30  # no minute of Hub retries
+    assert "nobody/no-such-model" in message and "local" in message
+
+
+def test_folder_that_is_not_a_model(cli, tmp_path, train_csv):
+    (tmp_path / "empty-model").mkdir()
+    message = error_of(cli(["classify", "--model", tmp_path / "empty-model", "--train-file", train_csv,
+                            "--output-dir", tmp_path / "run"]))
+    assert "not a model folder" in message
+
+
+def test_max_length_beyond_the_model(cli, tmp_path, tiny_bert, train_csv):
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--max-length", "4096",
+                            "--output-dir", tmp_path / "run"]))
+    assert "512" in message and "--max-length" in message
+
+
+def test_missing_labels(cli, tmp_path, tiny_bert):
+    rows = [{"text": "good film", "label": "positive"}, {"text": "bad film", "label": ""}] * 5
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "t.csv", rows),
+                            "--output-dir", tmp_path / "run"]))
+    assert "missing" in message and "label" in message
+
+
+def test_unknown_glue_task(cli, tiny_bert):
+    message = error_of(cli(["classify", "--model", tiny_bert, "--dataset", "glue/sst3"]))
+    assert "Did you mean 'sst2'" in message
+
+
+def test_predict_without_input(cli, tmp_path):
+    message = error_of(cli(["predict", tmp_path]))
+    assert "model" in message or "--text" in message
