@@ -117,12 +117,61 @@ def _builder_for(path: Path) -> str:
     return _BUILDERS[suffix]
 
 
-def _read_files(files: dict[str, Path]) -> dict[str, datasets.Dataset]:
-    """Each split from its own file; the builder comes from the extension (tsv is csv with tabs)."""
+def _languages(data: DataSection) -> tuple[str, str] | None:
+    """(source, target) language codes when the recipe names both: then line-aligned text files are accepted."""
+    return (data.source_lang, data.target_lang) if data.source_lang and data.target_lang else None
+
+
+def parallel_text_files(path: Path, languages: tuple[str, str]) -> tuple[Path, Path] | None:
+    """`train` or `train.en` -> (train.en, train.de) when both exist (the Multi30k layout); None when neither does."""
+    source, target = languages
+    prefix = path.with_suffix("") if path.suffix in (f".{source}", f".{target}") else path
+    files = (prefix.parent / f"{prefix.name}.{source}", prefix.parent / f"{prefix.name}.{target}")
+    present = [file.is_file() for file in files]
+    if all(present):
+        return files
+    if any(present):
+        missing = files[present.index(False)]
+        raise UserError(f"{missing} not found: line-aligned translation data needs one file per language "
+                        f"({files[0].name} and {files[1].name}, same number of lines).")
+    return None
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason}). Convert the file to UTF-8.") from error
+    # split("\n"), not splitlines(): a stray form feed or U+2028 inside a sentence must not shift the alignment.
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def _read_parallel_text(files: tuple[Path, Path], languages: tuple[str, str]) -> datasets.Dataset:
+    """Two line-aligned files as one dataset with a column per language code."""
+    import datasets
+
+    source, target = (_read_lines(file) for file in files)
+    if len(source) != len(target):
+        raise UserError(f"{files[0]} has {len(source)} lines but {files[1]} has {len(target)}: line-aligned "
+                        f"files need exactly one sentence per line in each language.")
+    return datasets.Dataset.from_dict({languages[0]: source, languages[1]: target})
+
+
+def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None) -> dict[str, datasets.Dataset]:
+    """Each split from its own file; the builder comes from the extension (tsv is csv with tabs).
+
+    With `languages`, a path may also name line-aligned text files: `train` (or `train.en`) reads train.en + train.de.
+    """
     import datasets
 
     result = {}
     for split, path in files.items():
+        if languages and (parallel := parallel_text_files(path, languages)):
+            result[split] = _read_parallel_text(parallel, languages)
+            continue
         if not path.is_file():
             raise UserError(f"Data file not found: {path}. Check the path (it is relative to {Path.cwd()}).")
         builder = _builder_for(path)
@@ -140,7 +189,7 @@ def _read_files(files: dict[str, Path]) -> dict[str, datasets.Dataset]:
 def _load_files(data: DataSection) -> LoadedData:
     files = {split: Path(path).expanduser() for split, path in
              (("train", data.train_file), ("eval", data.validation_file), ("test", data.test_file)) if path}
-    loaded = _read_files(files)
+    loaded = _read_files(files, _languages(data))
     return LoadedData(
         train=loaded.get("train"),
         eval={"validation": loaded["eval"]} if "eval" in loaded else {},
@@ -149,8 +198,11 @@ def _load_files(data: DataSection) -> LoadedData:
     )
 
 
-def _split_files_in(folder: Path) -> dict[str, Path]:
-    """train.* / validation.* (or dev.*, valid.*, val.*) / test.* files of a folder, by split name."""
+def _split_files_in(folder: Path, languages: tuple[str, str] | None = None) -> dict[str, Path]:
+    """train.* / validation.* (or dev.*, valid.*, val.*) / test.* files of a folder, by split name.
+
+    With `languages`, train.en + train.de style pairs count too (as the prefix `folder/train`).
+    """
     aliases = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation",
                "dev": "validation", "eval": "validation", "test": "test"}
     found: dict[str, Path] = {}
@@ -158,19 +210,21 @@ def _split_files_in(folder: Path) -> dict[str, Path]:
         split = aliases.get(path.stem.lower())
         if split and path.suffix.lower() in _BUILDERS and split not in found:
             found[split] = path
+        elif split and languages and path.suffix == f".{languages[0]}" and split not in found:
+            found[split] = path.with_suffix("")
     return found
 
 
 def _load_local_path(path: Path, data: DataSection) -> LoadedData:
     if path.is_file():
-        splits = _read_files({"train": path})
+        splits = _read_files({"train": path}, _languages(data))
     elif (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         import datasets
 
         saved = datasets.load_from_disk(str(path))
         splits = dict(saved) if isinstance(saved, datasets.DatasetDict) else {"train": saved}
-    elif files := _split_files_in(path):
-        splits = _read_files(files)
+    elif files := _split_files_in(path, _languages(data)):
+        splits = _read_files(files, _languages(data))
     else:
         raise UserError(f"{path}: no train/validation/test data files found in this folder "
                         f"(expected e.g. train.csv, validation.jsonl, test.parquet).")

@@ -143,6 +143,9 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         from finetune.lora import apply_lora
 
         model = apply_lora(model, recipe)
+    from finetune.lora import parameter_counts
+
+    parameters = parameter_counts(model)  # trainable vs total: what LoRA saves
 
     train_set = task.tokenize(data.train, tokenizer)
     eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
@@ -174,7 +177,11 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     metrics.update(task.after_training(trainer, run_dir))
 
     if trainer.is_world_process_zero():
-        trainer.save_model(str(run_dir))  # model + tokenizer, safetensors
+        trainer.save_model(str(run_dir))  # model + tokenizer, safetensors (LoRA: the adapter only)
+        if recipe.peft.enabled:
+            from finetune.lora import save_base_config
+
+            save_base_config(trainer.model, run_dir)
         trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
         metrics.update(
             task=recipe.task,
@@ -183,6 +190,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
             train_samples=len(train_set),
             eval_samples={name: len(split) for name, split in eval_sets.items()},
             seed=recipe.train.seed,
+            **parameters,
             best_checkpoint=trainer.state.best_model_checkpoint,
             versions=library_versions(),
         )

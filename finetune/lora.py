@@ -1,0 +1,186 @@
+"""LoRA adapters through PEFT, for every task: train a few low-rank matrices instead of the whole model.
+
+PEFT is an optional extra (`pip install 'finetune[lora]'`); it is imported only when a recipe asks for LoRA, and
+asking without it is a UserError that names the install command.
+
+A LoRA run directory holds `adapter_model.safetensors` + `adapter_config.json` (written by PEFT through
+`trainer.save_model`) and the base model's `config.json` (with the task's labels, see `save_base_config`), instead of
+full weights. `load_run_model` loads either kind of run; `export_merged` folds the adapters into a plain model.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from finetune.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from finetune.recipe import ModelSection, Recipe
+
+MISSING_PEFT = "LoRA needs the peft package: pip install 'finetune[lora]'"
+ADAPTER_CONFIG = "adapter_config.json"
+
+# PEFT task type per recipe task: it decides which head PEFT wraps and how the adapter model is rebuilt.
+TASK_TYPES = {"classification": "SEQ_CLS", "summarization": "SEQ_2_SEQ_LM", "translation": "SEQ_2_SEQ_LM",
+              "generation": "CAUSAL_LM"}
+AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification", "summarization": "AutoModelForSeq2SeqLM",
+                "translation": "AutoModelForSeq2SeqLM", "generation": "AutoModelForCausalLM"}
+# Attention projections adapted when peft's own table has no entry for a model type.
+FALLBACK_TARGET_MODULES = {"bert": ["query", "value"], "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"],
+                           "t5": ["q", "v"], "distilbert": ["q_lin", "v_lin"]}
+# Unknown architectures: the first of these name sets that the model's linear layers all have.
+_TARGET_GUESSES = (("q_proj", "v_proj"), ("query", "value"), ("q", "v"), ("q_lin", "v_lin"), ("c_attn",),
+                   ("query_key_value",), ("Wqkv",), ("qkv_proj",))
+# Classification heads are new (randomly initialised) layers: they train in full next to the adapters.
+_HEAD_MODULES = ("pre_classifier", "classifier", "score")
+
+
+def require_peft() -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError as error:
+        raise UserError(MISSING_PEFT) from error
+
+
+def _linear_module_names(model: Any) -> set[str]:
+    """Last name part of every linear layer (GPT-2's Conv1D included): the names target_modules can match."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if isinstance(module, (torch.nn.Linear, Conv1D))}
+
+
+def default_target_modules(model: Any) -> list[str]:
+    """The attention projections LoRA adapts when the recipe names none: peft's table, ours, then a guess."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
+
+    model_type = getattr(model.config, "model_type", None)
+    known = PEFT_DEFAULTS.get(model_type) or FALLBACK_TARGET_MODULES.get(model_type)
+    if known:
+        return list(known)
+    names = _linear_module_names(model)
+    for guess in _TARGET_GUESSES:
+        if all(name in names for name in guess):
+            return list(guess)
+    raise UserError(f"No default LoRA target modules for model type '{model_type}'. Set peft.target_modules to "
+                    f"some of its linear layers: {', '.join(sorted(names))}.")
+
+
+def _head_modules(model: Any) -> list[str]:
+    children = {name for name, _ in model.named_children()}
+    return [name for name in _HEAD_MODULES if name in children]
+
+
+def parameter_counts(model: Any) -> dict[str, int]:
+    """Trainable and total parameters (for metrics.json: the point of LoRA is the first being small)."""
+    trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    total = sum(parameter.numel() for parameter in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}
+
+
+def apply_lora(model: PreTrainedModel, recipe: Recipe) -> Any:
+    """Wrap `model` in LoRA adapters as the recipe's `peft:` section says; only adapters (and a classifier head)
+    stay trainable. Prints the trainable-parameter count."""
+    require_peft()
+    from peft import LoraConfig, get_peft_model
+
+    section = recipe.peft
+    task_type = TASK_TYPES[recipe.task]
+    targets = section.target_modules or default_target_modules(model)
+    config = LoraConfig(task_type=task_type, r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
+                        target_modules=targets,
+                        modules_to_save=(_head_modules(model) or None) if task_type == "SEQ_CLS" else None)
+    try:
+        adapted = get_peft_model(model, config)
+    except ValueError as error:  # target modules that match no layer
+        raise UserError(f"LoRA cannot adapt {targets}: {error}. Linear layers of this model: "
+                        f"{', '.join(sorted(_linear_module_names(model)))}.") from error
+    counts = parameter_counts(adapted)
+    print(f"LoRA (r={section.r}, alpha={section.alpha}) on {', '.join(targets)}: training "
+          f"{counts['trainable_parameters']:,} of {counts['total_parameters']:,} parameters "
+          f"({100 * counts['trainable_parameters'] / counts['total_parameters']:.2f}%)", file=sys.stderr)
+    return adapted
+
+
+def save_base_config(model: Any, run_dir: Path) -> None:
+    """Write the base model's config (with the task's labels and pad token) next to the adapter: PEFT saves only
+    the adapter, and a classifier cannot be rebuilt without its label count."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.config.save_pretrained(run_dir)
+    if getattr(base, "generation_config", None) is not None and base.can_generate():
+        base.generation_config.save_pretrained(run_dir)
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
+def _base_model_section(run_dir: Path) -> ModelSection:
+    """The base model of an adapter run: the run's recipe (revision, trust_remote_code), else the adapter config."""
+    import json
+
+    import yaml
+
+    from finetune.recipe import ModelSection
+
+    for recipe_file in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml"):
+        if recipe_file.is_file():
+            model = (yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}).get("model") or {}
+            if model.get("name"):
+                return ModelSection(**model)
+    adapter = json.loads((run_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    return ModelSection(name=adapter["base_model_name_or_path"])
+
+
+def load_run_model(run_dir: Path, task: str) -> Any:
+    """The model of a run directory (or a checkpoint in one) for inference: full weights, or base model + adapter."""
+    import transformers
+
+    run_dir = Path(run_dir)
+    auto_class = getattr(transformers, AUTO_CLASSES[task])
+    if not is_adapter_dir(run_dir):
+        if not (run_dir / "config.json").is_file():
+            raise UserError(f"{run_dir} holds no trained model (no config.json or {ADAPTER_CONFIG}). Pass the "
+                            f"run's output directory or one of its checkpoint-N folders.")
+        model = auto_class.from_pretrained(run_dir)
+    else:
+        require_peft()
+        from peft import PeftModel
+
+        from finetune.modeling import load_pretrained
+
+        config_dir = run_dir if (run_dir / "config.json").is_file() else run_dir.parent
+        config = transformers.AutoConfig.from_pretrained(config_dir) if (config_dir / "config.json").is_file() else None
+        base = load_pretrained(auto_class, _base_model_section(run_dir), **({"config": config} if config else {}))
+        model = PeftModel.from_pretrained(base, run_dir)
+    model.eval()
+    return model
+
+
+def export_merged(run_dir: Path, output_dir: Path) -> Path:
+    """Fold a LoRA run's adapters into the base weights and save a plain transformers model + tokenizer."""
+    from transformers import AutoTokenizer
+
+    from finetune.predict import run_task
+
+    run_dir, output_dir = Path(run_dir), Path(output_dir)
+    if not is_adapter_dir(run_dir):
+        raise UserError(f"{run_dir} holds no LoRA adapter ({ADAPTER_CONFIG}); only runs trained with --lora need "
+                        f"merging, any other run directory already is a plain model.")
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UserError(f"{output_dir} already exists and is not empty. Remove it or pass another --output-dir.")
+    merged = load_run_model(run_dir, run_task(run_dir)).merge_and_unload()
+    merged.save_pretrained(output_dir)  # safetensors
+    AutoTokenizer.from_pretrained(run_dir).save_pretrained(output_dir)
+    # The recipe travels along, so `finetune predict` knows the task and the generation settings.
+    recipe_file = next((path for path in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml") if path.is_file()),
+                       None)
+    if recipe_file is not None:
+        shutil.copyfile(recipe_file, output_dir / "recipe.yaml")
+    return output_dir

@@ -1,0 +1,534 @@
+"""Causal language modelling (GPT-2, Llama, Qwen): fine-tune a decoder-only model on raw text or on prompt/completion
+pairs, report loss and perplexity, and show generations before and after training.
+
+Two data modes (`data.format`; `auto` picks prompt_completion when the data has a prompt/completion column pair):
+
+- text: documents are tokenized, each followed by EOS, concatenated and cut into blocks of `data.block_size` tokens
+  (default `data.max_length`). No padding. The training stream drops only its final partial block; evaluation splits
+  keep it (padded in its batch), so even a tiny validation file is scored. A `.txt` file arrives as one row per line:
+  runs of non-blank lines form one document, so a blank line becomes a document boundary (EOS).
+- prompt_completion (also instruction/response, instruction/output, input/output, question/answer): the loss is on
+  the completion and its EOS only; prompt positions and padding carry label -100. Prompt and completion are joined as
+  written: put any template or separator in the data.
+
+Without validation data, the last 5% of the training rows (at least one) are held out for evaluation: the tail, not
+a random sample, so neighbouring lines of a text do not leak between the two.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from finetune import metrics as metric_registry
+from finetune.errors import UserError
+from finetune.tasks.base import Task
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+    from finetune.data import LoadedData
+    from finetune.recipe import GenerationSection
+
+logger = logging.getLogger("finetune")
+
+IGNORE_INDEX = -100  # label value the loss skips (torch's CrossEntropyLoss default)
+HOLDOUT_FRACTION = 0.05
+SAMPLE_PROMPT_TOKENS = 32  # text mode: a sample prompt is the start of an evaluation block
+SAMPLES_FILE = "samples.jsonl"
+
+# (prompt, completion) column names tried in order when the recipe names none.
+_PAIR_GUESSES = (("prompt", "completion"), ("prompt", "response"), ("instruction", "response"),
+                 ("instruction", "output"), ("input", "output"), ("question", "answer"))
+# Instruction datasets (Alpaca, Dolly) keep an optional context next to the instruction; it belongs to the prompt.
+_CONTEXT_COLUMNS = ("input", "context")
+_TEXT_COLUMN_GUESSES = ("text", "content", "document", "sentence")
+
+
+# ---- pure helpers: data layout --------------------------------------------------------------------------------
+
+
+def lines_to_documents(lines: Iterable[str]) -> list[str]:
+    """Rows of a line-based text file -> documents: runs of non-blank lines joined with newlines."""
+    documents: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if line.strip():
+            current.append(line)
+        elif current:
+            documents.append("\n".join(current))
+            current = []
+    if current:
+        documents.append("\n".join(current))
+    return documents
+
+
+def pack_blocks(sequences: Iterable[Sequence[int]], block_size: int, keep_remainder: bool = False) -> list[list[int]]:
+    """Concatenate token sequences and cut the stream into blocks of exactly `block_size` tokens.
+
+    The last `len(stream) % block_size` tokens are dropped, or kept as one shorter block with `keep_remainder`.
+    The whole split is one stream (not per map batch, as in transformers' run_clm), so nothing else is lost.
+    """
+    import numpy as np
+
+    arrays = [np.asarray(sequence, dtype=np.int64) for sequence in sequences]
+    stream = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    full = len(stream) // block_size * block_size
+    blocks = stream[:full].reshape(-1, block_size).tolist()
+    if keep_remainder and full < len(stream):
+        blocks.append(stream[full:].tolist())
+    return blocks
+
+
+def prompt_completion_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], eos_token_id: int,
+                              max_length: int) -> dict[str, list[int]]:
+    """Model inputs for one pair: prompt + completion + EOS, labels -100 on the prompt.
+
+    Too long: the prompt loses tokens from its start (its end, next to the completion, matters most), down to half of
+    `max_length`; then the completion is cut at its end.
+    """
+    completion = [*completion_ids, eos_token_id]
+    prompt_room = max(max_length - len(completion), max_length // 2)
+    prompt = list(prompt_ids[max(len(prompt_ids) - prompt_room, 0):])
+    completion = completion[:max_length - len(prompt)]
+    return {"input_ids": prompt + completion, "labels": [IGNORE_INDEX] * len(prompt) + completion}
+
+
+@dataclass
+class CausalLMCollator:
+    """Right-pads a batch to its longest example; labels default to the inputs (text mode).
+
+    Padding is masked by position (attention_mask 0, label -100), never by token id: GPT-2 pads with its EOS token,
+    and the EOS that ends each document or completion must still be learned.
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(feature["input_ids"]) for feature in features)
+        input_ids, attention_mask, labels = [], [], []
+        for feature in features:
+            ids = list(feature["input_ids"])
+            padding = width - len(ids)
+            input_ids.append(ids + [self.pad_token_id] * padding)
+            attention_mask.append([1] * len(ids) + [0] * padding)
+            labels.append(list(feature.get("labels") or ids) + [IGNORE_INDEX] * padding)
+        return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask),
+                "labels": torch.tensor(labels)}
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean token loss); infinite rather than an overflow error for a diverged model."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+def _spread(count: int, wanted: int) -> list[int]:
+    """`wanted` indices spread evenly over range(count), first one included."""
+    wanted = min(wanted, count)
+    return [index * count // wanted for index in range(wanted)]
+
+
+# ---- generation -----------------------------------------------------------------------------------------------
+
+
+def generation_kwargs(settings: GenerationSection, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """`model.generate` arguments from a recipe's generation section; sampling knobs only when sampling, so
+    transformers does not warn about settings it ignores."""
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "num_beams": settings.num_beams,
+                              "do_sample": settings.do_sample, "pad_token_id": tokenizer.pad_token_id,
+                              "eos_token_id": tokenizer.eos_token_id}
+    if settings.num_beams > 1:
+        kwargs["length_penalty"] = settings.length_penalty
+    if settings.no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    return kwargs
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int) -> list[int]:
+    """Prompt token ids as in training (special tokens such as Llama's BOS included), cut from the left."""
+    ids = tokenizer(prompt)["input_ids"][-max_length:]
+    # generate() needs at least one token: an empty prompt starts from BOS (GPT-2: its end-of-text token).
+    return ids or [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id]
+
+
+def generate_continuations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
+                           settings: GenerationSection, batch_size: int = 8, streamer: Any = None) -> list[str]:
+    """The text each prompt (token ids) continues with, without the prompt.
+
+    Batches are left-padded, so all prompts end at the same position and new tokens line up, and sorted by length,
+    so little padding is computed.
+    """
+    import torch
+
+    kwargs = generation_kwargs(settings, tokenizer)
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]), reverse=True)
+    outputs = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            batch = [prompts[index] for index in indices]
+            width = max(len(ids) for ids in batch)
+            input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + list(ids) for ids in batch],
+                                     device=device)
+            attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
+            with torch.inference_mode():
+                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, streamer=streamer,
+                                           **kwargs)
+            for index, row in zip(indices, generated[:, width:]):
+                outputs[index] = tokenizer.decode(row, skip_special_tokens=True)
+    finally:
+        model.train(was_training)
+    return outputs
+
+
+def example_losses(model: PreTrainedModel, dataset: datasets.Dataset, collator: CausalLMCollator,
+                   batch_size: int) -> list[tuple[float, int]]:
+    """(mean token loss, scored tokens) per example, for the predictions file."""
+    import torch
+
+    device = next(model.parameters()).device
+    results: list[tuple[float, int]] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(dataset), batch_size):
+            batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
+            batch = {key: value.to(device) for key, value in batch.items()}
+            with torch.inference_mode():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            # Token t predicts token t + 1, as inside the model's own loss.
+            labels = batch["labels"][:, 1:]
+            token_losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
+            counts = (labels != IGNORE_INDEX).sum(dim=1)
+            for total, count in zip(token_losses.sum(dim=1).tolist(), counts.tolist()):
+                results.append((total / count if count else float("nan"), count))
+    finally:
+        model.train(was_training)
+    return results
+
+
+@functools.cache
+def _causal_lm_trainer() -> type[Trainer]:
+    from transformers import Trainer
+
+    class CausalLMTrainer(Trainer):
+        """Reports perplexity next to every evaluation loss (logged, in metrics and in trainer_state.json)."""
+
+        def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+            output = super().evaluation_loop(*args, **kwargs)
+            for key, value in list(output.metrics.items()):
+                if key.endswith("_loss"):
+                    output.metrics[f"{key[:-len('_loss')]}_perplexity"] = perplexity(value)
+            return output
+
+        def _issue_warnings_after_load(self, load_result: Any) -> None:
+            # Checkpoints leave out tied output embeddings (GPT-2's lm_head is its input embedding); loading the best
+            # one then reports them missing although nothing is. Re-tie instead of warning.
+            tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
+            if load_result.missing_keys and set(load_result.missing_keys) <= tied:
+                self.model.tie_weights()
+                return
+            super()._issue_warnings_after_load(load_result)
+
+    return CausalLMTrainer
+
+
+# ---- the task -------------------------------------------------------------------------------------------------
+
+
+class CausalLMTask(Task):
+    def setup(self, data: LoadedData) -> None:
+        self.data = data
+        self._hold_out_if_needed(data)
+        columns = list(data.train.column_names)
+        section = self.recipe.data
+        pair = self._pair_columns(columns)
+        self.format = section.format if section.format != "auto" else ("prompt_completion" if pair else "text")
+        self.block_size = section.block_size or section.max_length
+        if self.format == "prompt_completion":
+            if pair is None:
+                raise UserError(f"format prompt_completion needs a prompt and a completion column. Columns: "
+                                f"{', '.join(columns)}. Pass --prompt-column and --completion-column.")
+            self.prompt_column, self.completion_column = pair
+            self._require(data.train, list(pair), "train")
+            for name, split in data.eval.items():
+                self._require(split, list(pair), name)
+            for name, split in data.test.items():
+                self._require(split, [self.prompt_column], name)  # a test split may come without completions
+        else:
+            self.text_column = self._text_column(columns)
+            for name, split in [("train", data.train), *data.eval.items(), *data.test.items()]:
+                self._require(split, [self.text_column], name)
+        self.samples_before: list[str] = []
+        self.before_metrics: dict[str, float] = {}
+
+    def _hold_out_if_needed(self, data: LoadedData) -> None:
+        count = len(data.train)
+        if data.eval or count < 2:
+            return
+        held = max(1, round(count * HOLDOUT_FRACTION))
+        if self.recipe.data.max_eval_samples:
+            held = min(held, self.recipe.data.max_eval_samples)
+        data.eval = {"validation": data.train.select(range(count - held, count))}
+        data.train = data.train.select(range(count - held))
+        logger.warning("No validation data given: evaluating on the last %d of %d training rows (held out, not "
+                       "trained on). Pass --validation-file to choose.", held, count)
+
+    def _pair_columns(self, columns: list[str]) -> tuple[str, str] | None:
+        section = self.recipe.data
+        if section.prompt_column or section.completion_column:
+            if not (section.prompt_column and section.completion_column):
+                raise UserError("Give both --prompt-column and --completion-column (or neither, to guess them).")
+            return section.prompt_column, section.completion_column
+        return next((pair for pair in _PAIR_GUESSES if all(column in columns for column in pair)), None)
+
+    def _text_column(self, columns: list[str]) -> str:
+        if self.recipe.data.text_columns:
+            return self.recipe.data.text_columns[0]
+        found = next((guess for guess in _TEXT_COLUMN_GUESSES if guess in columns), None)
+        if found is None and len(columns) == 1:
+            found = columns[0]
+        if found is None:
+            raise UserError(f"Cannot tell which column holds the text. Columns: {', '.join(columns)}. Set "
+                            f"data.text_columns=[NAME], or --prompt-column/--completion-column for pairs.")
+        return found
+
+    def _require(self, split: datasets.Dataset, needed: list[str], split_name: str) -> None:
+        missing = [column for column in needed if column not in split.column_names]
+        if missing:
+            raise UserError(f"Column '{missing[0]}' is not in the {split_name} data ({self.data.source}). "
+                            f"Columns there: {', '.join(split.column_names)}.")
+
+    # ---- model and inputs -------------------------------------------------------------------------------------
+
+    def load_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        from transformers import AutoModelForCausalLM
+
+        from finetune.modeling import load_config, load_pretrained, load_tokenizer
+
+        model_section = self.recipe.model
+        config = load_config(model_section)
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        if self.format == "text" and limit is not None and self.block_size > limit:
+            raise UserError(f"block_size {self.block_size} is larger than '{model_section.name}' allows ({limit} "
+                            f"positions). Pass --block-size {limit} or less.")
+        max_length = self.recipe.data.max_length if self.format == "prompt_completion" else None
+        tokenizer = load_tokenizer(model_section, config, max_length)
+        model = load_pretrained(AutoModelForCausalLM, model_section, config=config)
+        # Saved with the run, so the model pads and generates without warnings in plain transformers too.
+        model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+        return model, tokenizer
+
+    def tokenize(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+        if self.format == "prompt_completion":
+            return self._tokenize_pairs(split, tokenizer)
+        import datasets
+
+        sequences = self._document_token_ids(self.documents(split), tokenizer)
+        # Every training block is full; evaluation splits keep their last partial block (see the module notes).
+        blocks = pack_blocks(sequences, self.block_size, keep_remainder=split is not self.data.train)
+        return datasets.Dataset.from_dict({"input_ids": blocks})
+
+    def documents(self, split: datasets.Dataset) -> list[str]:
+        texts = ["" if text is None else str(text) for text in split[self.text_column]]
+        if split.info.builder_name == "text":  # a .txt file: one row per line
+            return lines_to_documents(texts)
+        return [text for text in texts if text.strip()]
+
+    @staticmethod
+    def _document_token_ids(documents: list[str], tokenizer: PreTrainedTokenizerBase) -> Iterator[list[int]]:
+        for start in range(0, len(documents), 1000):
+            # verbose=False: documents longer than the model are expected here; packing cuts them into blocks.
+            for ids in tokenizer(documents[start:start + 1000], verbose=False)["input_ids"]:
+                yield [*ids, tokenizer.eos_token_id]
+
+    def prompts(self, rows: dict[str, list]) -> list[str]:
+        """Prompt texts of a batch of rows, an instruction's optional context appended after a blank line."""
+        prompts = ["" if value is None else str(value) for value in rows[self.prompt_column]]
+        context = next((column for column in _CONTEXT_COLUMNS
+                        if column in rows and column not in (self.prompt_column, self.completion_column)), None)
+        if self.prompt_column == "instruction" and context:
+            prompts = [f"{prompt}\n\n{extra}" if extra else prompt for prompt, extra in zip(prompts, rows[context])]
+        return prompts
+
+    def _tokenize_pairs(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
+        max_length = self.recipe.data.max_length
+        has_completions = self.completion_column in split.column_names
+
+        def encode(rows: dict[str, list]) -> dict[str, list]:
+            prompt_ids = tokenizer(self.prompts(rows))["input_ids"]
+            if not has_completions:
+                return {"input_ids": [ids[-max_length:] for ids in prompt_ids]}
+            completions = ["" if value is None else str(value) for value in rows[self.completion_column]]
+            completion_ids = tokenizer(completions, add_special_tokens=False)["input_ids"]
+            examples = [prompt_completion_example(prompt, completion, tokenizer.eos_token_id, max_length)
+                        for prompt, completion in zip(prompt_ids, completion_ids)]
+            return {"input_ids": [example["input_ids"] for example in examples],
+                    "labels": [example["labels"] for example in examples]}
+
+        return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
+
+    def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> CausalLMCollator:
+        return CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
+
+    # ---- training ---------------------------------------------------------------------------------------------
+
+    @property
+    def main_metric(self) -> str:
+        return "loss"
+
+    def compute_metrics(self, eval_prediction: Any) -> dict[str, float]:
+        # Never called: evaluation keeps only the loss (prediction_loss_only), because gathering vocabulary-sized
+        # logits for every token would not fit in memory. Perplexity comes from the loss in CausalLMTrainer.
+        return {}
+
+    def training_arguments(self, **kwargs: Any) -> TrainingArguments:
+        return super().training_arguments(prediction_loss_only=True, **kwargs)
+
+    def trainer_class(self) -> type[Trainer]:
+        return _causal_lm_trainer()
+
+    def before_training(self, trainer: Trainer, run_dir: Path) -> None:
+        self.sample_prompts = self._sample_prompts(trainer)
+        self.samples_before = self._generate(trainer, [ids for _, ids in self.sample_prompts], self.recipe.generation)
+        if trainer.eval_dataset is not None:
+            # The untrained model's score on the same data: how much the run changed it.
+            metrics = trainer.evaluate()
+            self.before_metrics = {f"{key}_before_training": value for key, value in metrics.items()
+                                   if key.endswith(("_loss", "_perplexity"))}
+
+    def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+        after = self._generate(trainer, [ids for _, ids in self.sample_prompts], self.recipe.generation)
+        from finetune.report import write_text_atomic
+
+        lines = [json.dumps({"prompt": prompt, "before": before, "after": text}, ensure_ascii=False)
+                 for (prompt, _), before, text in zip(self.sample_prompts, self.samples_before, after)]
+        write_text_atomic(run_dir / SAMPLES_FILE, "".join(line + "\n" for line in lines))
+        return dict(self.before_metrics)
+
+    def _sample_prompts(self, trainer: Trainer) -> list[tuple[str, list[int]]]:
+        """(prompt text, token ids) for samples.jsonl: the recipe's prompts, else a few evaluation examples."""
+        tokenizer = trainer.processing_class
+        generation = self.recipe.generation
+        max_length = self.recipe.data.max_length
+        if generation.sample_prompts:
+            return [(prompt, encode_prompt(tokenizer, prompt, max_length)) for prompt in generation.sample_prompts]
+        if self.format == "prompt_completion":
+            split = next(iter(self.data.eval.values()), self.data.train)
+            rows = split.select(_spread(len(split), generation.num_samples))
+            return [(prompt, encode_prompt(tokenizer, prompt, max_length)) for prompt in self.prompts(rows[:])]
+        blocks = trainer.eval_dataset if trainer.eval_dataset is not None else trainer.train_dataset
+        if isinstance(blocks, dict):
+            blocks = next(iter(blocks.values()))
+        length = max(1, min(SAMPLE_PROMPT_TOKENS, self.block_size // 2))
+        starts = [blocks[index]["input_ids"][:length] for index in _spread(len(blocks), generation.num_samples)]
+        # Special tokens stay visible in the prompt: they are what the model was given (document boundaries).
+        return [(tokenizer.decode(ids), ids) for ids in starts]
+
+    def _generate(self, trainer: Trainer, prompts: list[list[int]], settings: GenerationSection) -> list[str]:
+        if not prompts:
+            return []
+        if settings.do_sample:
+            from transformers import set_seed
+
+            set_seed(self.recipe.train.seed)  # the same samples for the same run
+        return generate_continuations(trainer.model, trainer.processing_class, prompts, settings,
+                                      batch_size=trainer.args.per_device_eval_batch_size)
+
+    # ---- predictions ------------------------------------------------------------------------------------------
+
+    def write_predictions(self, trainer: Trainer, raw: datasets.Dataset, tokenized: datasets.Dataset,
+                          path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
+        from finetune.report import write_text_atomic
+
+        tokenizer = trainer.processing_class
+        has_labels = self.format == "text" or "labels" in tokenized.column_names
+        metrics: dict[str, float] = {}
+        losses: list[tuple[float, int]] = []
+        if has_labels and len(tokenized):
+            metrics = dict(trainer.predict(tokenized, metric_key_prefix=metric_key_prefix).metrics)
+            losses = example_losses(trainer.model, tokenized, self.data_collator(tokenizer),
+                                    trainer.args.per_device_eval_batch_size)
+        if self.format == "text":
+            records = [{"text": tokenizer.decode(row["input_ids"]), "tokens": count,
+                        "loss": loss, "perplexity": perplexity(loss)}
+                       for row, (loss, count) in zip(tokenized, losses)]
+        else:
+            records, scores = self._completion_records(trainer, raw, losses)
+            metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
+        write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+        return metrics
+
+    def _completion_records(self, trainer: Trainer, raw: datasets.Dataset,
+                            losses: list[tuple[float, int]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        """Greedy completions of every prompt, with BLEU and ROUGE-L against the references when there are any."""
+        tokenizer = trainer.processing_class
+        prompts = self.prompts(raw[:]) if len(raw) else []
+        prompt_ids = [encode_prompt(tokenizer, prompt, self.recipe.data.max_length) for prompt in prompts]
+        greedy = self.recipe.generation.model_copy(update={"do_sample": False})  # scores must be reproducible
+        predictions = self._generate(trainer, prompt_ids, greedy)
+        records = [{"prompt": prompt, "prediction": prediction} for prompt, prediction in zip(prompts, predictions)]
+        if self.completion_column not in raw.column_names:
+            return records, {}
+        references = ["" if value is None else str(value) for value in raw[self.completion_column]]
+        for record, reference, (loss, _) in zip(records, references, losses):
+            record.update(reference=reference, loss=loss)
+        scores = metric_registry.load("bleu").compute(predictions=predictions, references=references)
+        scores["rougeL"] = metric_registry.load("rouge").compute(predictions=predictions,
+                                                                 references=references)["rougeL"]
+        return records, scores
+
+
+# ---- `finetune predict` -----------------------------------------------------------------------------------------
+
+
+def predict_run(run_dir: Path, prompts: list[str], settings: dict[str, Any], stream: bool = False) -> list[str]:
+    """Continuations of `prompts` from a trained run (full model or LoRA adapter), with the run's generation
+    settings overridden by `settings`; `stream` prints each continuation token by token as it is generated."""
+    from finetune.lora import load_run_model
+    from finetune.recipe import GenerationSection, load_recipe
+
+    run_dir = Path(run_dir)
+    recipe_file = next((path for path in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml") if path.is_file()),
+                       None)
+    recipe = load_recipe(recipe_file) if recipe_file else None
+    base = recipe.generation.model_dump() if recipe else {}
+    try:
+        generation = GenerationSection(**{**base, **settings})
+    except ValueError as error:
+        raise UserError(f"Invalid generation setting: {error}") from error
+    max_length = recipe.data.max_length if recipe else 1024
+    from transformers import AutoTokenizer
+
+    tokenizer_dir = run_dir if (run_dir / "tokenizer_config.json").is_file() else run_dir.parent
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if tokenizer.pad_token is None:  # the same stand-in as in training (modeling.load_tokenizer)
+        tokenizer.pad_token = tokenizer.eos_token
+    model = load_run_model(run_dir, "generation")
+    prompt_ids = [encode_prompt(tokenizer, prompt, max_length) for prompt in prompts]
+    if not stream:
+        return generate_continuations(model, tokenizer, prompt_ids, generation)
+    from transformers import TextStreamer
+
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    # One prompt at a time: a streamer follows a single sequence.
+    return [generate_continuations(model, tokenizer, [ids], generation, batch_size=1, streamer=streamer)[0]
+            for ids in prompt_ids]
