@@ -69,14 +69,16 @@ def _row_to_input(row: dict[str, Any], file: Path) -> tuple[str, str | None]:
 def predict_texts(run_dir: Path, inputs: list[tuple[str, str | None]], batch_size: int = 32) -> list[Prediction]:
     if not run_dir.is_dir():
         raise UserError(f"Run directory not found: {run_dir}.")
-    if not (run_dir / "config.json").is_file():
+    from finetune.lora import is_adapter_dir, load_run_model
+
+    if not (run_dir / "config.json").is_file() and not is_adapter_dir(run_dir):
         raise UserError(f"{run_dir} holds no trained model (no config.json). Pass the run's output directory "
                         f"or one of its checkpoint-N folders.")
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(run_dir)
+    model = load_run_model(run_dir, "classification")  # full weights, or base model + LoRA adapter
     model.eval()
     max_length = _max_length(run_dir, tokenizer)
     regression = model.config.problem_type == "regression" or model.config.num_labels == 1

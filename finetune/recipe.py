@@ -24,7 +24,7 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    name: str | None = Field(None, description="Hub id or local folder. Default: the task's (see DEFAULT_MODELS).")
+    name: str | None = Field(None, description="Hub id or local folder. Default: bert-base-uncased, t5-small or gpt2 by task.")
     revision: str | None = Field(None, description="Hub branch, tag or commit of the model.")
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless asked.")
 

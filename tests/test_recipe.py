@@ -120,3 +120,21 @@ def test_any_override_gives_a_recipe_or_a_user_error(pairs):
         assert isinstance(load_recipe(overrides=overrides), Recipe)
     except UserError:
         pass
+
+
+def test_readme_documents_every_recipe_key():
+    from pathlib import Path
+
+    from pydantic import BaseModel
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+    def keys(model, prefix=""):
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from keys(field.annotation, f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}"
+
+    missing = [key for key in keys(Recipe) if f"`{key}`" not in readme]
+    assert not missing, f"README's recipe reference lacks {missing}"
