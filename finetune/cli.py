@@ -38,7 +38,7 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from finetune.errors import UserError
+        from finetune.errors import TrainingInterrupted, UserError
 
         try:
             return command(*args, **kwargs)
@@ -46,6 +46,9 @@ def user_errors(command):
             if _state["debug"]:
                 raise
             _fail(str(error), error.exit_code)
+        except TrainingInterrupted as interrupted:
+            typer.secho(str(interrupted), err=True, fg=typer.colors.YELLOW)
+            raise typer.Exit(interrupted.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted.", 130)
 
@@ -115,6 +118,9 @@ MaxEvalSamples = Annotated[Optional[int], typer.Option("--max-eval-samples", hel
 OutputDir = Annotated[Optional[Path], typer.Option("--output-dir", help="Run directory. [default: runs/<task>-<data>]")]
 RecipeFile = Annotated[Optional[Path], typer.Option("--recipe", help="Start from this recipe file (or shipped name).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
+Resume = Annotated[Optional[bool], typer.Option(
+    "--resume", help="Continue from the newest complete checkpoint in --output-dir (named one: "
+                     "train.resume=checkpoint-N).", show_default=False)]
 Lora = Annotated[Optional[bool], typer.Option("--lora", help="Train LoRA adapters (needs the peft extra).",
                                               show_default=False)]
 NumBeams = Annotated[Optional[int], typer.Option("--num-beams", help="Beam width for generation.")]
@@ -123,14 +129,15 @@ Overrides = Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, s
 
 
 def _common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
-                  learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora) -> dict:
+                  learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
+                  resume) -> dict:
     return {
         "model.name": model, "data.dataset": dataset, "data.config": dataset_config,
         "data.train_file": _text(train_file), "data.validation_file": _text(validation_file),
         "data.test_file": _text(test_file), "train.epochs": epochs, "train.max_steps": max_steps,
         "train.learning_rate": learning_rate, "train.batch_size": batch_size, "train.seed": seed,
         "data.max_train_samples": max_train_samples, "data.max_eval_samples": max_eval_samples,
-        "output_dir": _text(output_dir), "peft.enabled": lora,
+        "output_dir": _text(output_dir), "peft.enabled": lora, "train.resume": resume,
     }
 
 
@@ -163,13 +170,14 @@ def classify(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
 ) -> None:
     """Fine-tune a sequence classifier (GLUE, or any labelled text) and evaluate it. [model: bert-base-uncased]"""
     _run_command(
         "classification", recipe, overrides, overwrite,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
-                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
+                        resume),
         **{"data.data_dir": _text(data_dir), "data.text_columns": text_column, "data.label_column": label_column,
            "data.max_length": max_length},
     )
@@ -193,13 +201,14 @@ def summarize(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
 ) -> None:
     """Fine-tune an encoder-decoder model (T5, BART, Pegasus) to summarize; scored with ROUGE. [model: t5-small]"""
     _run_command(
         "summarization", recipe, overrides, overwrite,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
-                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
+                        resume),
         **{"data.source_column": source_column, "data.target_column": target_column,
            "data.source_prefix": source_prefix, "data.max_length": max_source_length,
            "data.max_target_length": max_target_length, "generation.num_beams": num_beams,
@@ -222,13 +231,14 @@ def translate(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
 ) -> None:
     """Fine-tune an encoder-decoder model (T5, Marian, mBART) to translate; scored with BLEU and chrF."""
     _run_command(
         "translation", recipe, overrides, overwrite,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
-                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
+                        resume),
         **{"data.source_lang": source_lang, "data.target_lang": target_lang, "data.source_prefix": source_prefix,
            "data.max_length": max_source_length, "data.max_target_length": max_target_length,
            "generation.num_beams": num_beams, "generation.max_new_tokens": max_new_tokens},
@@ -254,13 +264,14 @@ def generate(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
 ) -> None:
     """Fine-tune a causal language model (GPT-2, Llama, Qwen) on text or prompt/completion pairs. [model: gpt2]"""
     _run_command(
         "generation", recipe, overrides, overwrite,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
-                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora),
+                        learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
+                        resume),
         **{"data.format": data_format, "data.prompt_column": prompt_column,
            "data.completion_column": completion_column, "data.block_size": block_size,
            "data.max_length": max_length, "generation.sample_prompts": sample_prompt,
@@ -288,13 +299,14 @@ def _train(recipe: Any, overwrite: bool) -> None:
 @user_errors
 def train(
     recipe: Annotated[str, typer.Argument(help="Recipe file, or a shipped recipe name such as glue/sst2.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory.")] = False,
+    overrides: Overrides = None,
+    resume: Resume = None,
+    overwrite: Overwrite = False,
 ) -> None:
     """Run any recipe: finetune train recipes/glue/sst2.yaml train.epochs=1"""
     from finetune.recipe import load_recipe
 
-    _train(load_recipe(recipe, overrides), overwrite)
+    _train(load_recipe(recipe, overrides, flags=_flags(**{"train.resume": resume})), overwrite)
 
 
 @recipes_app.command("list")

@@ -16,6 +16,16 @@ class UserError(Exception):
     exit_code = 2
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: a checkpoint was saved and the run can be resumed."""
+
+    exit_code = 130
+
+    def __init__(self, run_dir, step: int) -> None:
+        super().__init__(f"Interrupted at step {step}; a checkpoint is saved in {run_dir}. Resume with:\n"
+                         f"  finetune train {run_dir}/recipe.yaml --resume")
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean 'x'?' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

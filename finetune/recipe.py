@@ -110,6 +110,8 @@ class TrainSection(_Section):
     metric_for_best_model: str | None = Field(None, description="Metric that picks the best checkpoint.")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
     use_cpu: bool = Field(False, description="Train on the CPU even when a GPU is present.")
+    resume: bool | str = Field(False, description="Continue from the newest complete checkpoint (true) or a named "
+                                                  "one (checkpoint-N or a path).")
     report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ...")
 
 
@@ -159,7 +161,9 @@ def shipped_recipes_dir() -> Path:
 
 def shipped_recipe_names() -> list[str]:
     root = shipped_recipes_dir()
-    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+    # recipes/benchmarks/ holds benchmark suites for `finetune evaluate` (finetune/suites.py), not recipes.
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml")
+                  if path.relative_to(root).parts[0] != "benchmarks")
 
 
 def find_recipe(name_or_path: str | Path, relative_to: Path | None = None) -> Path:

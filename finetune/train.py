@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune.checkpoints import interrupt_callback, resolve_resume
 from finetune.data import load_data
-from finetune.errors import UserError
+from finetune.errors import TrainingInterrupted, UserError
 from finetune.recipe import Recipe
 from finetune.report import library_versions, write_json_atomic, write_text_atomic
 
@@ -48,6 +49,15 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise UserError(f"{run_dir} is not empty and is not a finetune run directory (no {RECIPE_FILE}); "
                         f"--overwrite only replaces run directories. Choose another --output-dir.")
     shutil.rmtree(run_dir)
+
+
+def ensure_disk_space(run_dir: Path, parameters: int) -> None:
+    """Fail before training when a checkpoint cannot be saved: weights plus AdamW's two moments, in float32."""
+    needed = parameters * 4 * 3
+    free = shutil.disk_usage(run_dir if run_dir.exists() else run_dir.parent if run_dir.parent.exists() else ".").free
+    if free < needed:
+        raise UserError(f"Not enough disk space for {run_dir}: a checkpoint needs about {needed / 1e9:.2f} GB, "
+                        f"{free / 1e9:.2f} GB is free. Free some space or choose another --output-dir.")
 
 
 def _quiet_libraries() -> None:
@@ -98,11 +108,12 @@ def _training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: li
 
 
 def _in_order(trainer_class: type) -> type:
-    """The task's Trainer, evaluating in dataset order.
+    """The task's Trainer, evaluating in dataset order and grouping training batches by length reproducibly.
 
     transformers 5 applies train_sampling_strategy="group_by_length" to evaluation too, with a random length-grouped
     sampler: metrics survive, but predictions no longer line up with the rows they belong to. Tasks that want
-    length-sorted evaluation sort the dataset themselves and restore the order.
+    length-sorted evaluation sort the dataset themselves and restore the order. For training, its sampler draws from
+    the global RNG, which breaks exact resumption; ours is seeded per epoch (see sampling.py).
     """
     from torch.utils.data import SequentialSampler
 
@@ -111,6 +122,16 @@ def _in_order(trainer_class: type) -> type:
             if eval_dataset is None or self.args.world_size > 1:
                 return super()._get_eval_sampler(eval_dataset)
             return SequentialSampler(eval_dataset)
+
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in dataset.column_names:
+                return super()._get_train_sampler(train_dataset)
+            from finetune.sampling import SeededLengthGroupedSampler, example_lengths
+
+            return SeededLengthGroupedSampler(
+                example_lengths(dataset), self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     InOrderTrainer.__name__ = trainer_class.__name__
     return InOrderTrainer
@@ -126,13 +147,20 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     from finetune.tasks import get_task
 
     run_dir = recipe.resolved_output_dir()
-    prepare_run_dir(run_dir, overwrite)
+    if recipe.train.resume and run_dir.is_dir():
+        if (run_dir / METRICS_FILE).exists():
+            raise UserError(f"{run_dir} holds a finished run (metrics.json): nothing to resume. Pass --overwrite "
+                            f"without --resume to train again, or choose another --output-dir.")
+    else:
+        prepare_run_dir(run_dir, overwrite)
+    resume_from = resolve_resume(run_dir, recipe.train.resume)
 
     task = get_task(recipe)
     data = load_data(recipe.data)
     task.setup(data)  # column and label errors surface here, before any model is loaded
     # Written first, so an interrupted run is recognisable (and resumable) as a run directory.
-    write_text_atomic(run_dir / RECIPE_FILE, recipe.to_yaml())
+    write_text_atomic(run_dir / RECIPE_FILE, recipe.model_copy(update={
+        "train": recipe.train.model_copy(update={"resume": False})}).to_yaml())
 
     _quiet_libraries()
     from transformers import set_seed
@@ -151,6 +179,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
     test_sets = {name: task.tokenize(split, tokenizer) for name, split in data.test.items()}
 
+    ensure_disk_space(run_dir, parameters["total_parameters"])
     args = _training_arguments(recipe, task, run_dir, list(eval_sets))
     single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
     trainer = _in_order(task.trainer_class())(
@@ -161,9 +190,15 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         processing_class=tokenizer,
         data_collator=task.data_collator(tokenizer),
         compute_metrics=task.compute_metrics if eval_sets else None,
+        callbacks=[interrupt := interrupt_callback()],
     )
-    task.before_training(trainer, run_dir)
-    train_output = trainer.train()
+    if resume_from is None:
+        task.before_training(trainer, run_dir)
+    else:
+        logger.warning("Resuming from %s", resume_from)
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if interrupt.interrupted:
+        raise TrainingInterrupted(run_dir, trainer.state.global_step)
 
     metrics: dict[str, Any] = dict(train_output.metrics)
     for name, tokenized in eval_sets.items():

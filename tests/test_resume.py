@@ -1,0 +1,117 @@
+"""A killed run resumes exactly; a partial checkpoint is skipped; Ctrl-C saves a checkpoint and says how to resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_classify_cli import write_csv
+
+EXACT = ("eval_loss", "eval_accuracy", "eval_f1")
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory, tiny_bert, sentiment_rows):
+    """The command line of a small run that checkpoints every 10 steps (50 steps in all)."""
+    work = tmp_path_factory.mktemp("resume")
+    train, validation = sentiment_rows
+    args = [sys.executable, "-m", "finetune", "classify", "--model", str(tiny_bert),
+            "--train-file", str(write_csv(work / "train.csv", train[:200])),
+            "--validation-file", str(write_csv(work / "validation.csv", validation[:60])),
+            "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-3", "--max-length", "32",
+            "train.eval_strategy=steps", "train.eval_steps=10", "train.save_total_limit=10"]
+    return work, args
+
+
+def run_job(args: list[str], output_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*args, "--output-dir", str(output_dir), *extra], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def start_job(args: list[str], output_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([*args, "--output-dir", str(output_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"the run ended before {path} appeared: {process.stderr.read()}"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def final_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(job):
+    work, args = job
+    result = run_job(args, work / "full")
+    assert result.returncode == 0, result.stderr
+    return final_metrics(work / "full")
+
+
+def test_killed_run_resumes_to_identical_metrics(job, uninterrupted):
+    work, args = job
+    run_dir = work / "killed"
+    process = start_job(args, run_dir)
+    wait_for(run_dir / "checkpoint-20" / "trainer_state.json", process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists()  # killed mid-training, not after
+
+    result = run_job(args, run_dir, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "Resuming from" in result.stderr
+    resumed = final_metrics(run_dir)
+    assert {key: resumed[key] for key in EXACT} == {key: uninterrupted[key] for key in EXACT}
+
+
+def test_partial_last_checkpoint_is_skipped(job, uninterrupted):
+    work, args = job
+    run_dir = work / "partial"
+    shutil.copytree(work / "full", run_dir)
+    (run_dir / "metrics.json").unlink()
+    for checkpoint in ("checkpoint-40", "checkpoint-50"):
+        shutil.rmtree(run_dir / checkpoint, ignore_errors=True)
+    (run_dir / "checkpoint-30" / "optimizer.pt").write_bytes(b"")  # a write cut short
+    result = run_job(args, run_dir, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "Skipping" in result.stderr and "checkpoint-30" in result.stderr
+    assert "Resuming from" in result.stderr and "checkpoint-20" in result.stderr
+    resumed = final_metrics(run_dir)
+    assert {key: resumed[key] for key in EXACT} == {key: uninterrupted[key] for key in EXACT}
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(job, uninterrupted):
+    work, args = job
+    run_dir = work / "interrupted"
+    process = start_job(args, run_dir)
+    wait_for(run_dir / "checkpoint-10" / "trainer_state.json", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not (run_dir / "metrics.json").exists()
+    result = run_job(args, run_dir, "--resume")
+    assert result.returncode == 0, result.stderr
+    resumed = final_metrics(run_dir)
+    assert {key: resumed[key] for key in EXACT} == {key: uninterrupted[key] for key in EXACT}
+
+
+def test_resuming_a_finished_run_is_refused(job, uninterrupted):
+    work, args = job
+    result = run_job(args, work / "full", "--resume")
+    assert result.returncode == 2 and "nothing to resume" in result.stderr
