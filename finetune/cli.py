@@ -118,6 +118,8 @@ MaxEvalSamples = Annotated[Optional[int], typer.Option("--max-eval-samples", hel
 OutputDir = Annotated[Optional[Path], typer.Option("--output-dir", help="Run directory. [default: runs/<task>-<data>]")]
 RecipeFile = Annotated[Optional[Path], typer.Option("--recipe", help="Start from this recipe file (or shipped name).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Check data, columns, labels and tokenization, report steps and devices; do not train.")]
 Resume = Annotated[Optional[bool], typer.Option(
     "--resume", help="Continue from the newest complete checkpoint in --output-dir (named one: "
                      "train.resume=checkpoint-N).", show_default=False)]
@@ -142,7 +144,7 @@ def _common_flags(model, dataset, dataset_config, train_file, validation_file, t
 
 
 def _run_command(task: str, recipe: Optional[Path], overrides: Optional[list[str]], overwrite: bool,
-                 **flags: Any) -> None:
+                 dry_run: bool, **flags: Any) -> None:
     from finetune.recipe import load_recipe
 
     resolved = load_recipe(recipe, overrides, base={"task": task}, flags=_flags(**flags))
@@ -150,7 +152,7 @@ def _run_command(task: str, recipe: Optional[Path], overrides: Optional[list[str
         from finetune.errors import UserError
 
         raise UserError(f"Recipe {recipe} is a {resolved.task} recipe; run it with `finetune train {recipe}`.")
-    _train(resolved, overwrite)
+    _train(resolved, overwrite, dry_run)
 
 
 # ---- the task commands ---------------------------------------------------------------------------------------
@@ -170,11 +172,12 @@ def classify(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    overrides: Overrides = None,
 ) -> None:
     """Fine-tune a sequence classifier (GLUE, or any labelled text) and evaluate it. [model: bert-base-uncased]"""
     _run_command(
-        "classification", recipe, overrides, overwrite,
+        "classification", recipe, overrides, overwrite, dry_run,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
                         resume),
@@ -201,11 +204,12 @@ def summarize(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    overrides: Overrides = None,
 ) -> None:
     """Fine-tune an encoder-decoder model (T5, BART, Pegasus) to summarize; scored with ROUGE. [model: t5-small]"""
     _run_command(
-        "summarization", recipe, overrides, overwrite,
+        "summarization", recipe, overrides, overwrite, dry_run,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
                         resume),
@@ -231,11 +235,12 @@ def translate(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    overrides: Overrides = None,
 ) -> None:
     """Fine-tune an encoder-decoder model (T5, Marian, mBART) to translate; scored with BLEU and chrF."""
     _run_command(
-        "translation", recipe, overrides, overwrite,
+        "translation", recipe, overrides, overwrite, dry_run,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
                         resume),
@@ -264,11 +269,12 @@ def generate(
     epochs: Epochs = None, max_steps: MaxSteps = None, learning_rate: LearningRate = None,
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
-    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, overrides: Overrides = None,
+    lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    overrides: Overrides = None,
 ) -> None:
     """Fine-tune a causal language model (GPT-2, Llama, Qwen) on text or prompt/completion pairs. [model: gpt2]"""
     _run_command(
-        "generation", recipe, overrides, overwrite,
+        "generation", recipe, overrides, overwrite, dry_run,
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
                         resume),
@@ -283,8 +289,12 @@ def _text(path: Optional[Path]) -> Optional[str]:
     return None if path is None else str(path)
 
 
-def _train(recipe: Any, overwrite: bool) -> None:
+def _train(recipe: Any, overwrite: bool, dry_run: bool = False) -> None:
     from finetune.train import run
+
+    if dry_run:
+        _check(recipe)
+        return
 
     typer.echo(f"finetune: {recipe.task} | model {recipe.model.name} | "
                f"data {recipe.data.dataset or recipe.data.train_file} | output {recipe.resolved_output_dir()}",
@@ -302,11 +312,32 @@ def train(
     overrides: Overrides = None,
     resume: Resume = None,
     overwrite: Overwrite = False,
+    dry_run: DryRun = False,
 ) -> None:
     """Run any recipe: finetune train recipes/glue/sst2.yaml train.epochs=1"""
     from finetune.recipe import load_recipe
 
-    _train(load_recipe(recipe, overrides, flags=_flags(**{"train.resume": resume})), overwrite)
+    _train(load_recipe(recipe, overrides, flags=_flags(**{"train.resume": resume})), overwrite, dry_run)
+
+
+def _check(recipe: Any) -> None:
+    from finetune.check import check
+
+    typer.echo(f"Checking {recipe.task} run (nothing is trained):")
+    typer.echo(check(recipe).render())
+    typer.echo("ok: the run is ready to start.")
+
+
+@app.command("check")
+@user_errors
+def check_command(
+    recipe: Annotated[str, typer.Argument(help="Recipe file, or a shipped recipe name.")],
+    overrides: Overrides = None,
+) -> None:
+    """Check a recipe before spending compute: data, columns, labels, tokenization, steps, devices."""
+    from finetune.recipe import load_recipe
+
+    _check(load_recipe(recipe, overrides))
 
 
 @recipes_app.command("list")

@@ -160,6 +160,22 @@ def _read_parallel_text(files: tuple[Path, Path], languages: tuple[str, str]) ->
     return datasets.Dataset.from_dict({languages[0]: source, languages[1]: target})
 
 
+def _require_utf8(path: Path) -> None:
+    """Name the line of the first byte that is not UTF-8, before `datasets` fails on it with a traceback."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                line += decoder.decode(chunk).count("\n")
+            except UnicodeDecodeError as error:
+                line += chunk[:error.start].count(b"\n")
+                raise UserError(f"{path}: line {line} is not UTF-8 text ({error.reason}). "
+                                f"Convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8).") from error
+
+
 def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None) -> dict[str, datasets.Dataset]:
     """Each split from its own file; the builder comes from the extension (tsv is csv with tabs).
 
@@ -175,6 +191,8 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
         if not path.is_file():
             raise UserError(f"Data file not found: {path}. Check the path (it is relative to {Path.cwd()}).")
         builder = _builder_for(path)
+        if builder != "parquet":
+            _require_utf8(path)
         kwargs = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
         try:
             result[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)

@@ -114,6 +114,11 @@ class TrainSection(_Section):
                                                   "one (checkpoint-N or a path).")
     report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ...")
 
+    @field_validator("eval_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
+
 
 TASKS = ("classification", "summarization", "translation", "generation")
 # The model each command starts from when none is given: the one its transformers example script uses.

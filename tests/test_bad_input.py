@@ -82,3 +82,60 @@ def test_unknown_glue_task(cli, tiny_bert):
 def test_predict_without_input(cli, tmp_path):
     message = error_of(cli(["predict", tmp_path]))
     assert "model" in message or "--text" in message
+
+
+def test_non_utf8_data(cli, tmp_path, tiny_bert):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text,label\ncaf\xe9 cr\xe8me,positive\nbad,negative\n".encode("latin-1"))
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", path, "--output-dir", tmp_path / "r"]))
+    assert "UTF-8" in message
+
+
+def test_label_outside_the_declared_labels(cli, tmp_path, tiny_bert, train_csv):
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--output-dir",
+                            tmp_path / "run", "data.label_names=[negative,neutral]"]))
+    assert "'positive'" in message and "label_names" in message
+
+
+def test_empty_training_split(cli, tmp_path, tiny_bert):
+    path = tmp_path / "empty.csv"
+    path.write_text("text,label\n")
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", path, "--output-dir", tmp_path / "r"]))
+    assert "empty" in message or "no rows" in message
+
+
+def test_no_disk_space_is_caught_before_training(cli, tmp_path, tiny_bert, train_csv, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--output-dir",
+                            tmp_path / "run"]))
+    assert "disk space" in message
+    assert not any((tmp_path / "run").glob("checkpoint-*"))
+
+
+def test_dry_run_checks_without_training(cli, tmp_path, tiny_bert, train_csv):
+    result = cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--output-dir", tmp_path / "run",
+                  "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "labels (train)" in result.output and "negative" in result.output and "steps" in result.output
+    assert not (tmp_path / "run").exists()
+    message = error_of(cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--text-column", "body",
+                            "--dry-run"]))
+    assert "'body'" in message
+
+
+def test_check_command_on_a_shipped_recipe(cli, tiny_bert, data_dir):
+    result = cli(["check", "glue/rte", f"data.data_dir={data_dir}", f"model.name={tiny_bert}"])
+    assert result.exit_code == 0, result.output
+    assert "entailment 1249" in result.output  # RTE train: 1,249 entailment of 2,490
+
+
+def test_secrets_never_reach_the_saved_recipe(cli, tmp_path, tiny_bert, train_csv, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    result = cli(["classify", "--model", tiny_bert, "--train-file", train_csv, "--output-dir", tmp_path / "run",
+                  "--max-steps", "1", "train.eval_strategy=no"])
+    assert result.exit_code == 0, result.output
+    assert "hf_secret_value_123" not in (tmp_path / "run" / "recipe.yaml").read_text()

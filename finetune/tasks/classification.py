@@ -105,9 +105,9 @@ class ClassificationTask(Task):
                 raise UserError(f"Only one label ({self.label_names}) in column '{self.label_column}': "
                                 f"classification needs at least two.")
             for name, value in values:
-                self._label_id(value, name)  # raises on labels outside the label set
+                self.label_id(value, name)  # raises on labels outside the label set
 
-    def _label_id(self, value: Any, split_name: str = "data") -> int | float:
+    def label_id(self, value: Any, split_name: str = "data") -> int | float:
         if self.is_regression:
             return float(value)
         text = _label_text(value)
@@ -152,7 +152,7 @@ class ClassificationTask(Task):
             texts = [[str(text) for text in batch[column]] for column in self.text_columns]
             encoded = tokenizer(*texts, truncation=True, max_length=max_length)
             if has_labels:
-                encoded["labels"] = [self._label_id(value) for value in batch[self.label_column]]
+                encoded["labels"] = [self.label_id(value) for value in batch[self.label_column]]
             return encoded
 
         return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
