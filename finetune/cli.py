@@ -13,6 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from finetune.distributed import LaunchConfig, inside_launcher, is_main_process, relaunch
+
 app = typer.Typer(
     name="finetune",
     help="Fine-tune Hugging Face models from one command or a YAML recipe.",
@@ -128,11 +130,26 @@ Lora = Annotated[Optional[bool], typer.Option("--lora", help="Train LoRA adapter
 NumBeams = Annotated[Optional[int], typer.Option("--num-beams", help="Beam width for generation.")]
 MaxNewTokens = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Most tokens generated per input.")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)]
+MixedPrecision = Annotated[Optional[str], typer.Option(
+    "--mixed-precision", help="no, fp16, bf16 or auto (bf16 where supported, fp16 on other GPUs, no on CPU).")]
+GradientAccumulation = Annotated[Optional[int], typer.Option(
+    "--gradient-accumulation-steps", help="Add up gradients over N steps before each update.")]
+GradientCheckpointing = Annotated[Optional[bool], typer.Option(
+    "--gradient-checkpointing", help="Recompute activations in backward to save memory.", show_default=False)]
+AutoBatchSize = Annotated[Optional[bool], typer.Option(
+    "--auto-batch-size", help="Halve the batch size on out-of-memory until it fits.", show_default=False)]
+NumProcesses = Annotated[int, typer.Option(
+    "--num-processes", help="Processes in all (data parallel), started through accelerate launch.")]
+NumMachines = Annotated[int, typer.Option("--num-machines", help="Machines taking part.")]
+MachineRank = Annotated[int, typer.Option("--machine-rank", help="This machine's rank (0 is the main one).")]
+MainProcessIp = Annotated[Optional[str], typer.Option("--main-process-ip", help="Address of machine rank 0.")]
+MainProcessPort = Annotated[Optional[int], typer.Option("--main-process-port", help="Port on machine rank 0.")]
 
 
 def _common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                   learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
-                  resume) -> dict:
+                  resume, mixed_precision, gradient_accumulation_steps, gradient_checkpointing,
+                  auto_batch_size) -> dict:
     return {
         "model.name": model, "data.dataset": dataset, "data.config": dataset_config,
         "data.train_file": _text(train_file), "data.validation_file": _text(validation_file),
@@ -140,11 +157,13 @@ def _common_flags(model, dataset, dataset_config, train_file, validation_file, t
         "train.learning_rate": learning_rate, "train.batch_size": batch_size, "train.seed": seed,
         "data.max_train_samples": max_train_samples, "data.max_eval_samples": max_eval_samples,
         "output_dir": _text(output_dir), "peft.enabled": lora, "train.resume": resume,
+        "train.mixed_precision": mixed_precision, "train.gradient_accumulation_steps": gradient_accumulation_steps,
+        "train.gradient_checkpointing": gradient_checkpointing, "train.auto_find_batch_size": auto_batch_size,
     }
 
 
 def _run_command(task: str, recipe: Optional[Path], overrides: Optional[list[str]], overwrite: bool,
-                 dry_run: bool, **flags: Any) -> None:
+                 dry_run: bool, launch: LaunchConfig, **flags: Any) -> None:
     from finetune.recipe import load_recipe
 
     resolved = load_recipe(recipe, overrides, base={"task": task}, flags=_flags(**flags))
@@ -152,7 +171,7 @@ def _run_command(task: str, recipe: Optional[Path], overrides: Optional[list[str
         from finetune.errors import UserError
 
         raise UserError(f"Recipe {recipe} is a {resolved.task} recipe; run it with `finetune train {recipe}`.")
-    _train(resolved, overwrite, dry_run)
+    _train(resolved, overwrite, dry_run, launch)
 
 
 # ---- the task commands ---------------------------------------------------------------------------------------
@@ -173,14 +192,20 @@ def classify(
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
     lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    mixed_precision: MixedPrecision = None, gradient_accumulation_steps: GradientAccumulation = None,
+    gradient_checkpointing: GradientCheckpointing = None, auto_batch_size: AutoBatchSize = None,
+    num_processes: NumProcesses = 1, num_machines: NumMachines = 1, machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None, main_process_port: MainProcessPort = None,
     overrides: Overrides = None,
 ) -> None:
     """Fine-tune a sequence classifier (GLUE, or any labelled text) and evaluate it. [model: bert-base-uncased]"""
     _run_command(
         "classification", recipe, overrides, overwrite, dry_run,
+        LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port),
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
-                        resume),
+                        resume, mixed_precision, gradient_accumulation_steps, gradient_checkpointing,
+                        auto_batch_size),
         **{"data.data_dir": _text(data_dir), "data.text_columns": text_column, "data.label_column": label_column,
            "data.max_length": max_length},
     )
@@ -205,14 +230,20 @@ def summarize(
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
     lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    mixed_precision: MixedPrecision = None, gradient_accumulation_steps: GradientAccumulation = None,
+    gradient_checkpointing: GradientCheckpointing = None, auto_batch_size: AutoBatchSize = None,
+    num_processes: NumProcesses = 1, num_machines: NumMachines = 1, machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None, main_process_port: MainProcessPort = None,
     overrides: Overrides = None,
 ) -> None:
     """Fine-tune an encoder-decoder model (T5, BART, Pegasus) to summarize; scored with ROUGE. [model: t5-small]"""
     _run_command(
         "summarization", recipe, overrides, overwrite, dry_run,
+        LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port),
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
-                        resume),
+                        resume, mixed_precision, gradient_accumulation_steps, gradient_checkpointing,
+                        auto_batch_size),
         **{"data.source_column": source_column, "data.target_column": target_column,
            "data.source_prefix": source_prefix, "data.max_length": max_source_length,
            "data.max_target_length": max_target_length, "generation.num_beams": num_beams,
@@ -236,14 +267,20 @@ def translate(
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
     lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    mixed_precision: MixedPrecision = None, gradient_accumulation_steps: GradientAccumulation = None,
+    gradient_checkpointing: GradientCheckpointing = None, auto_batch_size: AutoBatchSize = None,
+    num_processes: NumProcesses = 1, num_machines: NumMachines = 1, machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None, main_process_port: MainProcessPort = None,
     overrides: Overrides = None,
 ) -> None:
     """Fine-tune an encoder-decoder model (T5, Marian, mBART) to translate; scored with BLEU and chrF."""
     _run_command(
         "translation", recipe, overrides, overwrite, dry_run,
+        LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port),
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
-                        resume),
+                        resume, mixed_precision, gradient_accumulation_steps, gradient_checkpointing,
+                        auto_batch_size),
         **{"data.source_lang": source_lang, "data.target_lang": target_lang, "data.source_prefix": source_prefix,
            "data.max_length": max_source_length, "data.max_target_length": max_target_length,
            "generation.num_beams": num_beams, "generation.max_new_tokens": max_new_tokens},
@@ -270,14 +307,20 @@ def generate(
     batch_size: BatchSize = None, seed: Seed = None, max_train_samples: MaxTrainSamples = None,
     max_eval_samples: MaxEvalSamples = None, output_dir: OutputDir = None, recipe: RecipeFile = None,
     lora: Lora = None, resume: Resume = None, overwrite: Overwrite = False, dry_run: DryRun = False,
+    mixed_precision: MixedPrecision = None, gradient_accumulation_steps: GradientAccumulation = None,
+    gradient_checkpointing: GradientCheckpointing = None, auto_batch_size: AutoBatchSize = None,
+    num_processes: NumProcesses = 1, num_machines: NumMachines = 1, machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None, main_process_port: MainProcessPort = None,
     overrides: Overrides = None,
 ) -> None:
     """Fine-tune a causal language model (GPT-2, Llama, Qwen) on text or prompt/completion pairs. [model: gpt2]"""
     _run_command(
         "generation", recipe, overrides, overwrite, dry_run,
+        LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port),
         **_common_flags(model, dataset, dataset_config, train_file, validation_file, test_file, epochs, max_steps,
                         learning_rate, batch_size, seed, max_train_samples, max_eval_samples, output_dir, lora,
-                        resume),
+                        resume, mixed_precision, gradient_accumulation_steps, gradient_checkpointing,
+                        auto_batch_size),
         **{"data.format": data_format, "data.prompt_column": prompt_column,
            "data.completion_column": completion_column, "data.block_size": block_size,
            "data.max_length": max_length, "generation.sample_prompts": sample_prompt,
@@ -289,17 +332,24 @@ def _text(path: Optional[Path]) -> Optional[str]:
     return None if path is None else str(path)
 
 
-def _train(recipe: Any, overwrite: bool, dry_run: bool = False) -> None:
+def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: Optional[LaunchConfig] = None) -> None:
     from finetune.train import run
 
     if dry_run:
         _check(recipe)
         return
+    if launch is not None and launch.wanted and not inside_launcher():
+        # The recipe is valid (checked above, once); now the same command runs in every process.
+        typer.echo(f"finetune: launching {launch.num_processes} processes through accelerate", err=True)
+        raise typer.Exit(relaunch(launch))
 
-    typer.echo(f"finetune: {recipe.task} | model {recipe.model.name} | "
-               f"data {recipe.data.dataset or recipe.data.train_file} | output {recipe.resolved_output_dir()}",
-               err=True)
-    _report(run(recipe, overwrite=overwrite))
+    if is_main_process():
+            typer.echo(f"finetune: {recipe.task} | model {recipe.model.name} | "
+                   f"data {recipe.data.dataset or recipe.data.train_file} | output {recipe.resolved_output_dir()}",
+                   err=True)
+    result = run(recipe, overwrite=overwrite)
+    if result.is_main_process:
+        _report(result)
 
 
 # ---- train / recipes -----------------------------------------------------------------------------------------
@@ -313,11 +363,14 @@ def train(
     resume: Resume = None,
     overwrite: Overwrite = False,
     dry_run: DryRun = False,
+    num_processes: NumProcesses = 1, num_machines: NumMachines = 1, machine_rank: MachineRank = 0,
+    main_process_ip: MainProcessIp = None, main_process_port: MainProcessPort = None,
 ) -> None:
     """Run any recipe: finetune train recipes/glue/sst2.yaml train.epochs=1"""
     from finetune.recipe import load_recipe
 
-    _train(load_recipe(recipe, overrides, flags=_flags(**{"train.resume": resume})), overwrite, dry_run)
+    _train(load_recipe(recipe, overrides, flags=_flags(**{"train.resume": resume})), overwrite, dry_run,
+           LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port))
 
 
 def _check(recipe: Any) -> None:
@@ -430,6 +483,42 @@ def predict(
 
 @app.command()
 @user_errors
+def evaluate(
+    checkpoints: Annotated[Optional[list[str]], typer.Argument(
+        help="Run directories, checkpoint-N folders, model folders, Hub ids or LoRA adapters. With a suite: "
+             "TASK=CHECKPOINT pairs (sst2=runs/sst2), or a folder of per-task runs.", show_default=False)] = None,
+    benchmark: Annotated[Optional[str], typer.Option(
+        "--benchmark", "-b", help="A task (glue/sst2), a suite (glue) or a benchmark YAML file. "
+                                  "[default: each run's own evaluation data]")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Score on any dataset instead: a Hub id, glue/<task>, or a local file or folder.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to score. [default: the evaluation split(s)]")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N examples of each split.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Evaluation batch size (scores do not depend on it).")] = 32,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder of GLUE data on disk. [default: the run's data.data_dir]")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
+        "results"),
+    all_checkpoints: Annotated[bool, typer.Option(
+        "--all-checkpoints", help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Recipe overrides for the evaluation, e.g. data.max_length=256, generation.num_beams=4, "
+                      "task=translation.")] = None,
+) -> None:
+    """Score checkpoints on a benchmark: finetune evaluate runs/a runs/b --benchmark glue/sst2"""
+    from finetune.evaluation_run import run_evaluation
+
+    report = run_evaluation(
+        checkpoints or [], benchmark=benchmark, dataset=dataset, split=split, limit=limit, batch_size=batch_size,
+        data_dir=_text(data_dir), output_dir=output_dir, all_checkpoints=all_checkpoints, overrides=overrides,
+        echo=lambda line: typer.echo(line, err=True))
+    typer.echo("")
+    typer.echo(report.text, nl=False)
+    typer.echo("\nWritten: " + ", ".join(str(path) for path in report.files))
+
+
+@app.command()
+@user_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
     merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
@@ -443,6 +532,18 @@ def export(
         raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
     written = export_merged(run_dir, output_dir or run_dir / "merged")
     typer.echo(f"Merged model written to {written}")
+
+
+@app.command("env")
+@user_errors
+def env_command() -> None:
+    """Versions, devices, precision support, the Accelerate config in effect, and whether the Hub answers."""
+    from finetune.environment import describe
+
+    rows = describe()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        typer.echo(f"{name:<{width}}  {value}")
 
 
 @app.command()

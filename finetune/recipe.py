@@ -110,14 +110,34 @@ class TrainSection(_Section):
     metric_for_best_model: str | None = Field(None, description="Metric that picks the best checkpoint.")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
     use_cpu: bool = Field(False, description="Train on the CPU even when a GPU is present.")
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
+        "no", description="auto: bf16 where the GPU supports it, else fp16 on GPU, no on CPU. bf16 works on CPU.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory.")
+    auto_find_batch_size: bool = Field(False, description="Halve the batch size on out-of-memory until it fits.")
     resume: bool | str = Field(False, description="Continue from the newest complete checkpoint (true) or a named "
                                                   "one (checkpoint-N or a path).")
     report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ...")
 
-    @field_validator("eval_strategy", mode="before")
+    @field_validator("eval_strategy", "mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
+
+
+class DistributedSection(_Section):
+    """Sharded training engines, mapped to the Trainer's own options (launch with --num-processes)."""
+
+    deepspeed: str | None = Field(None, description="Path to a DeepSpeed JSON config (needs the deepspeed package).")
+    zero_stage: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage, when no config file is given.")
+    offload: bool = Field(False, description="ZeRO: keep optimizer state (stage 3: also parameters) in CPU memory.")
+    fsdp: str | None = Field(None, description="FSDP mode, e.g. 'full_shard auto_wrap' or 'shard_grad_op'.")
+    fsdp_wrap: list[str] | None = Field(None, description="FSDP auto-wrap: layer classes, e.g. [BertLayer].")
+
+    @model_validator(mode="after")
+    def _one_engine(self) -> DistributedSection:
+        if (self.deepspeed or self.zero_stage is not None) and self.fsdp:
+            raise ValueError("choose DeepSpeed or FSDP, not both")
+        return self
 
 
 TASKS = ("classification", "summarization", "translation", "generation")
@@ -135,6 +155,7 @@ class Recipe(_Section):
     train: TrainSection = Field(default_factory=TrainSection)
     generation: GenerationSection = Field(default_factory=GenerationSection)
     peft: PeftSection = Field(default_factory=PeftSection)
+    distributed: DistributedSection = Field(default_factory=DistributedSection)
     output_dir: str | None = Field(None, description="Run directory. Default: runs/<task>-<dataset>.")
 
     @model_validator(mode="after")

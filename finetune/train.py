@@ -15,9 +15,11 @@ from typing import Any
 
 from finetune.checkpoints import interrupt_callback, resolve_resume
 from finetune.data import load_data
+from finetune.distributed import barrier, is_main_process
 from finetune.errors import TrainingInterrupted, UserError
 from finetune.recipe import Recipe
 from finetune.report import library_versions, write_json_atomic, write_text_atomic
+from finetune.training_args import build_training_arguments
 
 logger = logging.getLogger("finetune")
 
@@ -31,6 +33,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     main_metric: str
+    is_main_process: bool = True
 
 
 def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
@@ -70,43 +73,6 @@ def _quiet_libraries() -> None:
         transformers.logging.disable_progress_bar()
 
 
-def _training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str]) -> Any:
-    train = recipe.train
-    evaluate = train.eval_strategy if eval_names else "no"
-    best_metric = train.metric_for_best_model or task.main_metric
-    if len(eval_names) > 1 and not train.metric_for_best_model:
-        best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
-    return task.training_arguments(
-        output_dir=str(run_dir),
-        num_train_epochs=train.epochs,
-        max_steps=train.max_steps or -1,
-        learning_rate=train.learning_rate,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.eval_batch_size or 2 * train.batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
-        lr_scheduler_type=train.lr_scheduler,
-        seed=train.seed,
-        data_seed=train.seed,
-        eval_strategy=evaluate,
-        eval_steps=train.eval_steps,
-        save_strategy=evaluate if evaluate != "no" else "no",
-        save_steps=train.eval_steps,
-        save_total_limit=train.save_total_limit,
-        load_best_model_at_end=evaluate != "no",
-        metric_for_best_model=best_metric if evaluate != "no" else None,
-        greater_is_better=None if evaluate == "no" else not best_metric.endswith(("loss", "mse", "perplexity")),
-        logging_steps=train.logging_steps,
-        report_to=train.report_to or "none",
-        disable_tqdm=not sys.stderr.isatty(),
-        use_cpu=train.use_cpu,
-        dataloader_pin_memory=_has_cuda(),  # pinning only helps host-to-GPU copies
-        # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
-        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
-    )
-
-
 def _in_order(trainer_class: type) -> type:
     """The task's Trainer, evaluating in dataset order and grouping training batches by length reproducibly.
 
@@ -137,12 +103,6 @@ def _in_order(trainer_class: type) -> type:
     return InOrderTrainer
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     from finetune.tasks import get_task
 
@@ -151,16 +111,18 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         if (run_dir / METRICS_FILE).exists():
             raise UserError(f"{run_dir} holds a finished run (metrics.json): nothing to resume. Pass --overwrite "
                             f"without --resume to train again, or choose another --output-dir.")
-    else:
+    elif is_main_process():
         prepare_run_dir(run_dir, overwrite)
+    barrier()  # the other processes wait until the main one has checked and cleared the run directory
     resume_from = resolve_resume(run_dir, recipe.train.resume)
 
     task = get_task(recipe)
     data = load_data(recipe.data)
     task.setup(data)  # column and label errors surface here, before any model is loaded
     # Written first, so an interrupted run is recognisable (and resumable) as a run directory.
-    write_text_atomic(run_dir / RECIPE_FILE, recipe.model_copy(update={
-        "train": recipe.train.model_copy(update={"resume": False})}).to_yaml())
+    if is_main_process():
+        write_text_atomic(run_dir / RECIPE_FILE, recipe.model_copy(update={
+            "train": recipe.train.model_copy(update={"resume": False})}).to_yaml())
 
     _quiet_libraries()
     from transformers import set_seed
@@ -180,7 +142,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     test_sets = {name: task.tokenize(split, tokenizer) for name, split in data.test.items()}
 
     ensure_disk_space(run_dir, parameters["total_parameters"])
-    args = _training_arguments(recipe, task, run_dir, list(eval_sets))
+    args = build_training_arguments(recipe, task, run_dir, list(eval_sets))
     single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
     trainer = _in_order(task.trainer_class())(
         model=model,
@@ -211,8 +173,8 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
     metrics.update(task.after_training(trainer, run_dir))
 
+    trainer.save_model(str(run_dir))  # every process takes part (sharded engines); only the main one writes
     if trainer.is_world_process_zero():
-        trainer.save_model(str(run_dir))  # model + tokenizer, safetensors (LoRA: the adapter only)
         if recipe.peft.enabled:
             from finetune.lora import save_base_config
 
@@ -225,10 +187,14 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
             train_samples=len(train_set),
             eval_samples={name: len(split) for name, split in eval_sets.items()},
             seed=recipe.train.seed,
+            world_size=trainer.args.world_size,
+            mixed_precision="bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "no",
+            resumed_from=str(resume_from) if resume_from else None,
             **parameters,
             best_checkpoint=trainer.state.best_model_checkpoint,
             versions=library_versions(),
         )
         # metrics.json last: its presence marks a finished run.
         write_json_atomic(run_dir / METRICS_FILE, metrics)
-    return RunResult(run_dir=run_dir, metrics=metrics, main_metric=task.main_metric)
+    return RunResult(run_dir=run_dir, metrics=metrics, main_metric=task.main_metric,
+                     is_main_process=trainer.is_world_process_zero())

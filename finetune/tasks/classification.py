@@ -208,6 +208,8 @@ class ClassificationTask(Task):
         if not self.is_regression:
             shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
             confidence = (shifted / shifted.sum(axis=-1, keepdims=True)).max(axis=-1)
+        if not trainer.is_world_process_zero():  # every process predicts (collectively); one writes
+            return dict(output.metrics) if output.label_ids is not None else {}
         references = tokenized["labels"] if "labels" in tokenized.column_names else None
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:

@@ -1,0 +1,116 @@
+"""TrainingArguments from a recipe: schedule, evaluation, precision and the distributed engines."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from finetune.distributed import world_size
+from finetune.errors import UserError
+from finetune.recipe import DistributedSection, Recipe
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
+    """'auto' -> bf16 on a GPU that supports it, fp16 on other GPUs, no on the CPU."""
+    if requested != "auto":
+        return requested
+    if use_cpu or not has_cuda():
+        return "no"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def precision_options(requested: str, use_cpu: bool) -> dict[str, bool]:
+    precision = resolve_mixed_precision(requested, use_cpu)
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def engine_options(distributed: DistributedSection) -> dict[str, Any]:
+    """DeepSpeed or FSDP settings in the form the Trainer takes them."""
+    if distributed.deepspeed or distributed.zero_stage is not None:
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError as error:
+            raise UserError("DeepSpeed is not installed: pip install deepspeed (it needs a CUDA toolkit), or "
+                            "use distributed.fsdp, which ships with torch.") from error
+        if distributed.deepspeed:
+            path = Path(distributed.deepspeed)
+            if not path.is_file():
+                raise UserError(f"DeepSpeed config {path} not found.")
+            return {"deepspeed": str(path)}
+        return {"deepspeed": deepspeed_config(distributed.zero_stage or 0, distributed.offload)}
+    if distributed.fsdp:
+        config: dict[str, Any] = {}
+        if distributed.fsdp_wrap:
+            config["transformer_layer_cls_to_wrap"] = distributed.fsdp_wrap
+        return {"fsdp": distributed.fsdp, "fsdp_config": config or None}
+    return {}
+
+
+def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
+    """A ZeRO config whose sizes the Trainer fills in ("auto") from its own arguments."""
+    zero: dict[str, Any] = {"stage": stage}
+    if offload and stage >= 1:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if offload and stage == 3:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {"zero_optimization": zero, "train_micro_batch_size_per_gpu": "auto",
+            "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",
+            "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}}
+
+
+def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str]) -> Any:
+    train = recipe.train
+    # Without GPUs, say so explicitly when it matters: several processes (accelerate then uses gloo) and bf16
+    # (the Trainer refuses bf16/fp16 on a machine without GPUs unless told to stay on the CPU).
+    use_cpu = train.use_cpu or (not has_cuda() and (world_size() > 1 or train.mixed_precision in ("bf16", "fp16")))
+    evaluate = train.eval_strategy if eval_names else "no"
+    best_metric = train.metric_for_best_model or task.main_metric
+    if len(eval_names) > 1 and not train.metric_for_best_model:
+        best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
+    return task.training_arguments(
+        output_dir=str(run_dir),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.learning_rate,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.eval_batch_size or 2 * train.batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
+        lr_scheduler_type=train.lr_scheduler,
+        seed=train.seed,
+        data_seed=train.seed,
+        eval_strategy=evaluate,
+        eval_steps=train.eval_steps,
+        save_strategy=evaluate if evaluate != "no" else "no",
+        save_steps=train.eval_steps,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=evaluate != "no",
+        metric_for_best_model=best_metric if evaluate != "no" else None,
+        greater_is_better=None if evaluate == "no" else not best_metric.endswith(("loss", "mse", "perplexity")),
+        logging_steps=train.logging_steps,
+        report_to=train.report_to or "none",
+        disable_tqdm=not sys.stderr.isatty(),
+        use_cpu=use_cpu,
+        dataloader_pin_memory=not use_cpu and has_cuda(),  # pinning only helps host-to-GPU copies
+        activation_checkpointing=train.gradient_checkpointing,
+        # transformers 5 multiplies the loss by the process count when a model's forward takes loss kwargs,
+        # assuming it divides by the global token count; sequence classifiers do not, so 2 processes reported
+        # twice the loss. Averaging per device keeps 1- and N-process losses comparable for every task.
+        average_tokens_across_devices=False,
+        ddp_find_unused_parameters=False,  # every parameter that trains is used; the search costs a graph pass
+        auto_find_batch_size=train.auto_find_batch_size,
+        **precision_options(train.mixed_precision, use_cpu),
+        **engine_options(recipe.distributed),
+        # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
+        train_sampling_strategy="group_by_length" if train.group_by_length else "random",
+    )

@@ -1,0 +1,100 @@
+"""Several processes through Accelerate, mixed precision, engines, and `finetune env`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from finetune.distributed import LaunchConfig, launch_command, strip_launch_flags
+from tests.test_classify_cli import write_csv
+
+
+def test_launch_flags_are_stripped_for_the_children():
+    argv = ["classify", "--num-processes", "2", "--model", "m", "--num-machines=1", "--main-process-port", "0",
+            "train.epochs=1"]
+    assert strip_launch_flags(argv) == ["classify", "--model", "m", "train.epochs=1"]
+
+
+def test_launch_command_uses_accelerate_multi_process_path():
+    command = launch_command(LaunchConfig(num_processes=2), ["classify", "--num-processes", "2", "--model", "m"])
+    assert command[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert command[command.index("--num_processes") + 1] == "2"
+    assert command[-4:] == ["-m", "finetune", "classify", "--model", "m"][-4:]
+    assert "--num-processes" not in command
+
+
+@pytest.fixture(scope="module")
+def dp_data(tmp_path_factory, sentiment_rows):
+    work = tmp_path_factory.mktemp("dp")
+    train, validation = sentiment_rows
+    return work, ["--train-file", str(write_csv(work / "train.csv", train[:256])),
+                  "--validation-file", str(write_csv(work / "validation.csv", validation[:64])),
+                  "--epochs", "2", "--learning-rate", "2e-3", "--max-length", "32", "--seed", "3",
+                  "train.group_by_length=false"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "finetune", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_two_processes_report_the_same_losses_as_one(dp_data, tiny_bert):
+    work, args = dp_data
+    # Same global batch: 1 process x 16 against 2 processes x 8.
+    single = run_cli("classify", "--model", tiny_bert, *args, "--batch-size", "16", "--output-dir", work / "one")
+    assert single.returncode == 0, single.stderr
+    double = run_cli("classify", "--model", tiny_bert, *args, "--batch-size", "8", "--output-dir", work / "two",
+                     "--num-processes", "2")
+    assert double.returncode == 0, double.stderr
+    one = json.loads((work / "one" / "metrics.json").read_text())
+    two = json.loads((work / "two" / "metrics.json").read_text())
+    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert two["train_samples"] == one["train_samples"] == 256
+    # transformers 5 used to report these doubled with 2 processes (average_tokens_across_devices).
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.05)
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=0.05)
+    assert double.stderr.count("Run written to") + double.stdout.count("Run written to") == 1  # main process only
+    rows = (work / "two" / "predictions" / "validation.jsonl").read_text().splitlines()
+    assert len(rows) == 64
+
+
+def test_bf16_on_cpu(cli, tmp_path, tiny_bert, dp_data):
+    _, args = dp_data
+    result = cli(["classify", "--model", tiny_bert, *args, "--batch-size", "16", "--mixed-precision", "bf16",
+                  "--output-dir", tmp_path / "bf16", "--max-steps", "8"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
+    assert metrics["mixed_precision"] == "bf16" and metrics["eval_loss"] > 0
+
+
+def test_missing_deepspeed_is_a_clear_error(cli, tmp_path, tiny_bert, dp_data):
+    _, args = dp_data
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        result = cli(["classify", "--model", tiny_bert, *args, "--output-dir", tmp_path / "b",
+                      "distributed.zero_stage=2"])
+        assert result.exit_code == 2 and "pip install deepspeed" in result.output
+
+
+def test_fsdp_and_deepspeed_options_map_to_the_trainer():
+    from finetune.recipe import load_recipe
+    from finetune.training_args import deepspeed_config, engine_options
+
+    recipe = load_recipe(overrides=["distributed.fsdp=full_shard auto_wrap", "distributed.fsdp_wrap=[BertLayer]"])
+    assert engine_options(recipe.distributed) == {
+        "fsdp": "full_shard auto_wrap", "fsdp_config": {"transformer_layer_cls_to_wrap": ["BertLayer"]}}
+    config = deepspeed_config(3, offload=True)
+    assert config["zero_optimization"]["stage"] == 3
+    assert config["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def test_env_command(cli):
+    result = cli(["env"])
+    assert result.exit_code == 0
+    assert "transformers" in result.output and "Hugging Face Hub" in result.output
