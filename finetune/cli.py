@@ -68,10 +68,18 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the libraries' informational logs.")] = False,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     _state["debug"] = debug
+    if quiet or verbose:
+        import os
+
+        from finetune.console import VERBOSITY_VARIABLE
+
+        os.environ[VERBOSITY_VARIABLE] = "quiet" if quiet else "verbose"
 
 
 def _flags(**pairs: Any) -> dict[str, Any]:
@@ -89,15 +97,25 @@ def _flags(**pairs: Any) -> dict[str, Any]:
 
 
 def _report(result: Any) -> None:
+    """The end-of-run summary: what ran, how fast, how well, and where everything is."""
+    from finetune.card import headline_metrics
+
     metrics = result.metrics
-    shown = {key: value for key, value in metrics.items()
-             if key.startswith("eval_") and isinstance(value, float) and not key.endswith(("_runtime", "_per_second"))}
+    rows = [("task", metrics.get("task")), ("model", metrics.get("model")), ("data", metrics.get("data")),
+            ("examples", f"{metrics.get('train_samples')} train, {sum((metrics.get('eval_samples') or {}).values())} eval"),
+            ("steps", f"{metrics.get('global_step', '?')} ({metrics.get('epoch', 0):g} epochs, "
+                      f"{metrics.get('world_size', 1)} process(es))"),
+            ("time", f"{metrics.get('train_runtime', 0):.1f} s training, "
+                     f"{metrics.get('train_samples_per_second', 0):.1f} samples/s")]
+    if "trainable_parameters" in metrics:
+        rows.append(("parameters", f"{metrics['trainable_parameters']:,} trainable of {metrics['total_parameters']:,}"))
+    rows += [(key.removeprefix("eval_"), f"{value:.4f}") for key, value in headline_metrics(metrics).items()]
+    rows.append(("written to", f"{result.run_dir}/ (model, recipe.yaml, metrics.json, predictions/, plots/, "
+                               f"README.md)"))
+    width = max(len(name) for name, _ in rows)
     typer.echo("")
-    for key, value in shown.items():
-        typer.echo(f"  {key:<40} {value:.4f}")
-    if "train_runtime" in metrics:
-        typer.echo(f"  {'train_runtime (s)':<40} {metrics['train_runtime']:.1f}")
-    typer.echo(f"\nRun written to {result.run_dir}  (model, recipe.yaml, metrics.json, predictions/)")
+    for name, value in rows:
+        typer.echo(f"  {name:<{width}}  {value}")
 
 
 # ---- options shared by the training commands -----------------------------------------------------------------
@@ -532,6 +550,19 @@ def export(
         raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
     written = export_merged(run_dir, output_dir or run_dir / "merged")
     typer.echo(f"Merged model written to {written}")
+
+
+@app.command()
+@user_errors
+def push(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    repo_id: Annotated[str, typer.Option(help="Hub repository: user/name or org/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+) -> None:
+    """Upload a run (model, tokenizer, model card, metrics, plots) to the Hugging Face Hub."""
+    from finetune.push import push_run
+
+    typer.echo(f"Pushed {run_dir} to {push_run(run_dir, repo_id, private=private)}")
 
 
 @app.command("env")

@@ -157,6 +157,7 @@ class Recipe(_Section):
     peft: PeftSection = Field(default_factory=PeftSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
     output_dir: str | None = Field(None, description="Run directory. Default: runs/<task>-<dataset>.")
+    push_to_hub: str | None = Field(None, description="Hub repo id (user/name) to upload the finished run to.")
 
     @model_validator(mode="after")
     def _default_model(self) -> Recipe:

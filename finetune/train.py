@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune.card import model_card
 from finetune.checkpoints import interrupt_callback, resolve_resume
+from finetune.console import show_progress, verbosity
 from finetune.data import load_data
 from finetune.distributed import barrier, is_main_process
 from finetune.errors import TrainingInterrupted, UserError
+from finetune.plots import write_plots
 from finetune.recipe import Recipe
 from finetune.report import library_versions, write_json_atomic, write_text_atomic
 from finetune.training_args import build_training_arguments
@@ -67,8 +69,9 @@ def _quiet_libraries() -> None:
     import datasets
     import transformers
 
-    transformers.logging.set_verbosity_warning()
-    if not sys.stderr.isatty():  # progress bars only where a person watches; CI logs stay readable
+    level = {"quiet": transformers.logging.ERROR, "verbose": transformers.logging.INFO}
+    transformers.logging.set_verbosity(level.get(verbosity(), transformers.logging.WARNING))
+    if not show_progress():
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
 
@@ -154,6 +157,10 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         compute_metrics=task.compute_metrics if eval_sets else None,
         callbacks=[interrupt := interrupt_callback()],
     )
+    if verbosity() == "quiet":
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # the per-log dicts printed without a terminal
     if resume_from is None:
         task.before_training(trainer, run_dir)
     else:
@@ -186,6 +193,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
             data=data.source,
             train_samples=len(train_set),
             eval_samples={name: len(split) for name, split in eval_sets.items()},
+            global_step=trainer.state.global_step,
             seed=recipe.train.seed,
             world_size=trainer.args.world_size,
             mixed_precision="bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "no",
@@ -194,7 +202,13 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
             best_checkpoint=trainer.state.best_model_checkpoint,
             versions=library_versions(),
         )
+        write_plots(run_dir, trainer.state.log_history)
+        write_text_atomic(run_dir / "README.md", model_card(recipe, metrics, run_dir))
         # metrics.json last: its presence marks a finished run.
         write_json_atomic(run_dir / METRICS_FILE, metrics)
+        if recipe.push_to_hub:
+            from finetune.push import push_run
+
+            metrics["pushed_to"] = push_run(run_dir, recipe.push_to_hub)
     return RunResult(run_dir=run_dir, metrics=metrics, main_metric=task.main_metric,
                      is_main_process=trainer.is_world_process_zero())

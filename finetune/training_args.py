@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
+from finetune.console import show_progress
 from finetune.distributed import world_size
 from finetune.errors import UserError
 from finetune.recipe import DistributedSection, Recipe
@@ -15,6 +15,25 @@ def has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+# report_to name -> (module to import, pip extra)
+_TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
+
+
+def check_trackers(report_to: list[str]) -> None:
+    """Fail before training when a tracker's package is missing (transformers would fail after loading)."""
+    import importlib.util
+
+    for name in report_to:
+        if name in ("none", "all"):
+            continue
+        if name not in _TRACKERS:
+            continue  # transformers knows more (comet_ml, clearml, trackio, ...) and checks those itself
+        module, extra = _TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            raise UserError(f"report_to: {name} needs the {module} package: pip install 'finetune[{extra}]' "
+                            f"(or pip install {module}).")
 
 
 def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
@@ -76,6 +95,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
     best_metric = train.metric_for_best_model or task.main_metric
     if len(eval_names) > 1 and not train.metric_for_best_model:
         best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
+    check_trackers(train.report_to)
     return task.training_arguments(
         output_dir=str(run_dir),
         num_train_epochs=train.epochs,
@@ -99,7 +119,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         greater_is_better=None if evaluate == "no" else not best_metric.endswith(("loss", "mse", "perplexity")),
         logging_steps=train.logging_steps,
         report_to=train.report_to or "none",
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=not show_progress(),
         use_cpu=use_cpu,
         dataloader_pin_memory=not use_cpu and has_cuda(),  # pinning only helps host-to-GPU copies
         activation_checkpointing=train.gradient_checkpointing,

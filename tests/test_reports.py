@@ -1,0 +1,124 @@
+"""What a run leaves for people: summary, plots, a Hub-format model card, trackers, and pushing to the Hub."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.test_classify_cli import FAST, write_csv
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_bert, sentiment_rows):
+    from typer.testing import CliRunner
+
+    from finetune.cli import app
+
+    work = tmp_path_factory.mktemp("report")
+    train, validation = sentiment_rows
+    args = ["classify", "--model", tiny_bert, "--train-file", write_csv(work / "train.csv", train[:200]),
+            "--validation-file", write_csv(work / "validation.csv", validation[:50]), "--output-dir", work / "run",
+            *FAST, "train.logging_steps=5"]
+    result = CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return work / "run", result.output
+
+
+def test_summary_names_the_metrics_and_the_run_directory(run_dir):
+    path, output = run_dir
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert f"accuracy    {metrics['eval_accuracy']:.4f}" in output
+    assert "samples/s" in output and str(path) in output
+    assert "█" not in output and "it/s]" not in output  # no progress bars when not a terminal
+
+
+def test_plots_are_written(run_dir):
+    path, _ = run_dir
+    for name in ("loss.png", "learning_rate.png", "eval_metrics.png"):
+        png = path / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_card_metadata_parses_and_matches_metrics(run_dir):
+    path, _ = run_dir
+    card = (path / "README.md").read_text()
+    assert card.startswith("---\n")
+    metadata = yaml.safe_load(card.split("---\n")[1])
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metadata["pipeline_tag"] == "text-classification" and metadata["library_name"] == "transformers"
+    reported = {item["type"]: item["value"] for item in metadata["model-index"][0]["results"][0]["metrics"]}
+    assert reported["accuracy"] == pytest.approx(metrics["eval_accuracy"], abs=1e-6)
+    assert reported["f1"] == pytest.approx(metrics["eval_f1"], abs=1e-6)
+    assert "base_model" not in metadata  # a local path is not a Hub id
+    assert f"| accuracy | {metrics['eval_accuracy']:.4f} |" in card
+    assert "finetune train recipe.yaml" in card
+
+
+def test_quiet_hides_the_training_logs(cli, tmp_path, tiny_bert, sentiment_rows):
+    train, _ = sentiment_rows
+    result = cli(["--quiet", "classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "t.csv", train[:64]),
+                  "--output-dir", tmp_path / "run", "--max-steps", "4", "train.logging_steps=1"])
+    assert result.exit_code == 0, result.output
+    assert "{'loss'" not in result.output and "written to" in result.output
+
+
+def test_missing_tracker_package_is_a_clear_error(cli, tmp_path, tiny_bert, sentiment_rows):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    train, _ = sentiment_rows
+    result = cli(["classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "t.csv", train[:32]),
+                  "--output-dir", tmp_path / "run", "train.report_to=[wandb]"])
+    assert result.exit_code == 2 and "finetune[wandb]" in result.output
+
+
+class FakeHubApi:
+    """Stands in for huggingface_hub.HfApi at the network boundary; records what would be uploaded."""
+
+    calls: list = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        FakeHubApi.calls.append(("create_repo", repo_id, private, exist_ok, self.token))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, ignore_patterns, commit_message):
+        FakeHubApi.calls.append(("upload_folder", folder_path, repo_id, tuple(ignore_patterns)))
+
+
+def test_push_uploads_the_run_without_checkpoints(cli, run_dir, monkeypatch):
+    import huggingface_hub
+
+    import finetune.hub
+
+    path, _ = run_dir
+    FakeHubApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    monkeypatch.setattr(finetune.hub, "hub_is_reachable", lambda timeout=3.0: True)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    result = cli(["push", path, "--repo-id", "someone/tiny-sentiment", "--private"])
+    assert result.exit_code == 0, result.output
+    assert FakeHubApi.calls[0] == ("create_repo", "someone/tiny-sentiment", True, True, "hf_test_token")
+    _, folder, repo, ignore = FakeHubApi.calls[1]
+    assert folder == str(path) and repo == "someone/tiny-sentiment" and "checkpoint-*" in ignore
+
+
+def test_push_fails_fast_without_token_or_network(cli, run_dir, monkeypatch):
+    import huggingface_hub
+
+    path, _ = run_dir
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    result = cli(["push", path, "--repo-id", "someone/x"])
+    assert result.exit_code == 2 and "hf auth login" in result.output
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test_token")
+    result = cli(["push", path, "--repo-id", "someone/x"])  # HF_HUB_OFFLINE=1 in tests
+    assert result.exit_code == 2 and "cannot be reached" in result.output
+    result = cli(["push", path, "--repo-id", "no-slash"])
+    assert result.exit_code == 2 and "user/name" in result.output
