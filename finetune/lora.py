@@ -10,8 +10,11 @@ full weights. `load_run_model` loads either kind of run; `export_merged` folds t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +75,22 @@ def default_target_modules(model: Any) -> list[str]:
                     f"some of its linear layers: {', '.join(sorted(names))}.")
 
 
+def _targets_conv1d(model: Any, targets: list[str]) -> bool:
+    """GPT-2's Conv1D stores its weight transposed (fan_in x fan_out); LoRA must know, or PEFT warns and flips it."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(module, Conv1D) and name.rsplit(".", 1)[-1] in targets
+               for name, module in model.named_modules())
+
+
+@contextlib.contextmanager
+def _quiet_version_skew() -> Iterator[None]:
+    """PEFT calls a transformers property deprecated in 5.x; the FutureWarning is not the user's to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def _head_modules(model: Any) -> list[str]:
     children = {name for name, _ in model.named_children()}
     return [name for name in _HEAD_MODULES if name in children]
@@ -94,10 +113,11 @@ def apply_lora(model: PreTrainedModel, recipe: Recipe) -> Any:
     task_type = TASK_TYPES[recipe.task]
     targets = section.target_modules or default_target_modules(model)
     config = LoraConfig(task_type=task_type, r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
-                        target_modules=targets,
+                        target_modules=targets, fan_in_fan_out=_targets_conv1d(model, targets),
                         modules_to_save=(_head_modules(model) or None) if task_type == "SEQ_CLS" else None)
     try:
-        adapted = get_peft_model(model, config)
+        with _quiet_version_skew():
+            adapted = get_peft_model(model, config)
     except ValueError as error:  # target modules that match no layer
         raise UserError(f"LoRA cannot adapt {targets}: {error}. Linear layers of this model: "
                         f"{', '.join(sorted(_linear_module_names(model)))}.") from error
@@ -127,13 +147,14 @@ def _base_model_section(run_dir: Path) -> ModelSection:
 
     import yaml
 
+    from finetune.predict import run_recipe_file
     from finetune.recipe import ModelSection
 
-    for recipe_file in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml"):
-        if recipe_file.is_file():
-            model = (yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}).get("model") or {}
-            if model.get("name"):
-                return ModelSection(**model)
+    recipe_file = run_recipe_file(run_dir)
+    if recipe_file is not None:
+        model = (yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}).get("model") or {}
+        if model.get("name"):
+            return ModelSection(**model)
     adapter = json.loads((run_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
     return ModelSection(name=adapter["base_model_name_or_path"])
 
@@ -156,9 +177,21 @@ def load_run_model(run_dir: Path, task: str) -> Any:
         from finetune.modeling import load_pretrained
 
         config_dir = run_dir if (run_dir / "config.json").is_file() else run_dir.parent
-        config = transformers.AutoConfig.from_pretrained(config_dir) if (config_dir / "config.json").is_file() else None
-        base = load_pretrained(auto_class, _base_model_section(run_dir), **({"config": config} if config else {}))
-        model = PeftModel.from_pretrained(base, run_dir)
+        kwargs: dict[str, Any] = {}
+        if (config_dir / "config.json").is_file():  # the run's labels, pad token, ... (see save_base_config)
+            kwargs["config"] = transformers.AutoConfig.from_pretrained(config_dir)
+        if task == "classification":
+            kwargs["ignore_mismatched_sizes"] = True  # the base may carry another head; the adapter brings its own
+        # The base model alone lacks the trained head, which transformers reports as missing: not so, the adapter
+        # file holds it. Errors still show.
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()
+        try:
+            base = load_pretrained(auto_class, _base_model_section(run_dir), **kwargs)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+        with _quiet_version_skew():
+            model = PeftModel.from_pretrained(base, run_dir)
     model.eval()
     return model
 
@@ -167,7 +200,7 @@ def export_merged(run_dir: Path, output_dir: Path) -> Path:
     """Fold a LoRA run's adapters into the base weights and save a plain transformers model + tokenizer."""
     from transformers import AutoTokenizer
 
-    from finetune.predict import run_task
+    from finetune.predict import run_recipe_file, run_task
 
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     if not is_adapter_dir(run_dir):
@@ -179,8 +212,7 @@ def export_merged(run_dir: Path, output_dir: Path) -> Path:
     merged.save_pretrained(output_dir)  # safetensors
     AutoTokenizer.from_pretrained(run_dir).save_pretrained(output_dir)
     # The recipe travels along, so `finetune predict` knows the task and the generation settings.
-    recipe_file = next((path for path in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml") if path.is_file()),
-                       None)
+    recipe_file = run_recipe_file(run_dir)
     if recipe_file is not None:
         shutil.copyfile(recipe_file, output_dir / "recipe.yaml")
     return output_dir

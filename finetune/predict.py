@@ -31,6 +31,11 @@ def run_task(run_dir: Path) -> str:
     return "classification"  # a plain model folder: classification is the only task without a recipe
 
 
+def run_recipe_file(run_dir: Path) -> Path | None:
+    """recipe.yaml of a run directory, or of the run holding a checkpoint-N (or merged) folder; None for neither."""
+    return next((path for path in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml") if path.is_file()), None)
+
+
 def load_inputs(texts: list[str], pairs: list[str], file: Path | None) -> list[tuple[str, str | None]]:
     """Inputs from --text/--text-pair and --file, as (text, pair-or-None)."""
     if pairs and len(pairs) != len(texts):

@@ -21,14 +21,16 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune import metrics as metric_registry
+from finetune.decoding import encode_prompt, generate_continuations
 from finetune.errors import UserError
 from finetune.tasks.base import Task
+from finetune.tasks.lm_inputs import (IGNORE_INDEX, CausalLMCollator, lines_to_documents, pack_blocks,
+                                      prompt_completion_example)
 
 if TYPE_CHECKING:
     import datasets
@@ -39,7 +41,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("finetune")
 
-IGNORE_INDEX = -100  # label value the loss skips (torch's CrossEntropyLoss default)
 HOLDOUT_FRACTION = 0.05
 SAMPLE_PROMPT_TOKENS = 32  # text mode: a sample prompt is the start of an evaluation block
 SAMPLES_FILE = "samples.jsonl"
@@ -50,80 +51,6 @@ _PAIR_GUESSES = (("prompt", "completion"), ("prompt", "response"), ("instruction
 # Instruction datasets (Alpaca, Dolly) keep an optional context next to the instruction; it belongs to the prompt.
 _CONTEXT_COLUMNS = ("input", "context")
 _TEXT_COLUMN_GUESSES = ("text", "content", "document", "sentence")
-
-
-# ---- pure helpers: data layout --------------------------------------------------------------------------------
-
-
-def lines_to_documents(lines: Iterable[str]) -> list[str]:
-    """Rows of a line-based text file -> documents: runs of non-blank lines joined with newlines."""
-    documents: list[str] = []
-    current: list[str] = []
-    for line in lines:
-        if line.strip():
-            current.append(line)
-        elif current:
-            documents.append("\n".join(current))
-            current = []
-    if current:
-        documents.append("\n".join(current))
-    return documents
-
-
-def pack_blocks(sequences: Iterable[Sequence[int]], block_size: int, keep_remainder: bool = False) -> list[list[int]]:
-    """Concatenate token sequences and cut the stream into blocks of exactly `block_size` tokens.
-
-    The last `len(stream) % block_size` tokens are dropped, or kept as one shorter block with `keep_remainder`.
-    The whole split is one stream (not per map batch, as in transformers' run_clm), so nothing else is lost.
-    """
-    import numpy as np
-
-    arrays = [np.asarray(sequence, dtype=np.int64) for sequence in sequences]
-    stream = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
-    full = len(stream) // block_size * block_size
-    blocks = stream[:full].reshape(-1, block_size).tolist()
-    if keep_remainder and full < len(stream):
-        blocks.append(stream[full:].tolist())
-    return blocks
-
-
-def prompt_completion_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], eos_token_id: int,
-                              max_length: int) -> dict[str, list[int]]:
-    """Model inputs for one pair: prompt + completion + EOS, labels -100 on the prompt.
-
-    Too long: the prompt loses tokens from its start (its end, next to the completion, matters most), down to half of
-    `max_length`; then the completion is cut at its end.
-    """
-    completion = [*completion_ids, eos_token_id]
-    prompt_room = max(max_length - len(completion), max_length // 2)
-    prompt = list(prompt_ids[max(len(prompt_ids) - prompt_room, 0):])
-    completion = completion[:max_length - len(prompt)]
-    return {"input_ids": prompt + completion, "labels": [IGNORE_INDEX] * len(prompt) + completion}
-
-
-@dataclass
-class CausalLMCollator:
-    """Right-pads a batch to its longest example; labels default to the inputs (text mode).
-
-    Padding is masked by position (attention_mask 0, label -100), never by token id: GPT-2 pads with its EOS token,
-    and the EOS that ends each document or completion must still be learned.
-    """
-
-    pad_token_id: int
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        width = max(len(feature["input_ids"]) for feature in features)
-        input_ids, attention_mask, labels = [], [], []
-        for feature in features:
-            ids = list(feature["input_ids"])
-            padding = width - len(ids)
-            input_ids.append(ids + [self.pad_token_id] * padding)
-            attention_mask.append([1] * len(ids) + [0] * padding)
-            labels.append(list(feature.get("labels") or ids) + [IGNORE_INDEX] * padding)
-        return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask),
-                "labels": torch.tensor(labels)}
 
 
 def perplexity(loss: float) -> float:
@@ -138,64 +65,6 @@ def _spread(count: int, wanted: int) -> list[int]:
     """`wanted` indices spread evenly over range(count), first one included."""
     wanted = min(wanted, count)
     return [index * count // wanted for index in range(wanted)]
-
-
-# ---- generation -----------------------------------------------------------------------------------------------
-
-
-def generation_kwargs(settings: GenerationSection, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
-    """`model.generate` arguments from a recipe's generation section; sampling knobs only when sampling, so
-    transformers does not warn about settings it ignores."""
-    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "num_beams": settings.num_beams,
-                              "do_sample": settings.do_sample, "pad_token_id": tokenizer.pad_token_id,
-                              "eos_token_id": tokenizer.eos_token_id}
-    if settings.num_beams > 1:
-        kwargs["length_penalty"] = settings.length_penalty
-    if settings.no_repeat_ngram_size:
-        kwargs["no_repeat_ngram_size"] = settings.no_repeat_ngram_size
-    if settings.do_sample:
-        kwargs.update(temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
-    return kwargs
-
-
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_length: int) -> list[int]:
-    """Prompt token ids as in training (special tokens such as Llama's BOS included), cut from the left."""
-    ids = tokenizer(prompt)["input_ids"][-max_length:]
-    # generate() needs at least one token: an empty prompt starts from BOS (GPT-2: its end-of-text token).
-    return ids or [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id]
-
-
-def generate_continuations(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[list[int]],
-                           settings: GenerationSection, batch_size: int = 8, streamer: Any = None) -> list[str]:
-    """The text each prompt (token ids) continues with, without the prompt.
-
-    Batches are left-padded, so all prompts end at the same position and new tokens line up, and sorted by length,
-    so little padding is computed.
-    """
-    import torch
-
-    kwargs = generation_kwargs(settings, tokenizer)
-    device = next(model.parameters()).device
-    order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]), reverse=True)
-    outputs = [""] * len(prompts)
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
-            batch = [prompts[index] for index in indices]
-            width = max(len(ids) for ids in batch)
-            input_ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(ids)) + list(ids) for ids in batch],
-                                     device=device)
-            attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
-            with torch.inference_mode():
-                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, streamer=streamer,
-                                           **kwargs)
-            for index, row in zip(indices, generated[:, width:]):
-                outputs[index] = tokenizer.decode(row, skip_special_tokens=True)
-    finally:
-        model.train(was_training)
-    return outputs
 
 
 def example_losses(model: PreTrainedModel, dataset: datasets.Dataset, collator: CausalLMCollator,
@@ -277,6 +146,7 @@ class CausalLMTask(Task):
             self.text_column = self._text_column(columns)
             for name, split in [("train", data.train), *data.eval.items(), *data.test.items()]:
                 self._require(split, [self.text_column], name)
+        self.sample_prompts: list[tuple[str, list[int]]] = []  # filled in before_training
         self.samples_before: list[str] = []
         self.before_metrics: dict[str, float] = {}
 
@@ -421,7 +291,8 @@ class CausalLMTask(Task):
 
         lines = [json.dumps({"prompt": prompt, "before": before, "after": text}, ensure_ascii=False)
                  for (prompt, _), before, text in zip(self.sample_prompts, self.samples_before, after)]
-        write_text_atomic(run_dir / SAMPLES_FILE, "".join(line + "\n" for line in lines))
+        if trainer.is_world_process_zero():
+            write_text_atomic(run_dir / SAMPLES_FILE, "".join(line + "\n" for line in lines))
         return dict(self.before_metrics)
 
     def _sample_prompts(self, trainer: Trainer) -> list[tuple[str, list[int]]]:
@@ -485,12 +356,11 @@ class CausalLMTask(Task):
         prompt_ids = [encode_prompt(tokenizer, prompt, self.recipe.data.max_length) for prompt in prompts]
         greedy = self.recipe.generation.model_copy(update={"do_sample": False})  # scores must be reproducible
         predictions = self._generate(trainer, prompt_ids, greedy)
-        records = [{"prompt": prompt, "prediction": prediction} for prompt, prediction in zip(prompts, predictions)]
         if self.completion_column not in raw.column_names:
-            return records, {}
+            return [{"prompt": text, "prediction": prediction} for text, prediction in zip(prompts, predictions)], {}
         references = ["" if value is None else str(value) for value in raw[self.completion_column]]
-        for record, reference, (loss, _) in zip(records, references, losses):
-            record.update(reference=reference, loss=loss)
+        records = [{"prompt": prompt, "reference": reference, "prediction": prediction, "loss": loss}
+                   for prompt, reference, prediction, (loss, _) in zip(prompts, references, predictions, losses)]
         scores = metric_registry.load("bleu").compute(predictions=predictions, references=references)
         scores["rougeL"] = metric_registry.load("rouge").compute(predictions=predictions,
                                                                  references=references)["rougeL"]
@@ -503,26 +373,26 @@ class CausalLMTask(Task):
 def predict_run(run_dir: Path, prompts: list[str], settings: dict[str, Any], stream: bool = False) -> list[str]:
     """Continuations of `prompts` from a trained run (full model or LoRA adapter), with the run's generation
     settings overridden by `settings`; `stream` prints each continuation token by token as it is generated."""
+    from transformers import AutoTokenizer
+
     from finetune.lora import load_run_model
+    from finetune.predict import run_recipe_file
     from finetune.recipe import GenerationSection, load_recipe
 
     run_dir = Path(run_dir)
-    recipe_file = next((path for path in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml") if path.is_file()),
-                       None)
+    recipe_file = run_recipe_file(run_dir)
     recipe = load_recipe(recipe_file) if recipe_file else None
-    base = recipe.generation.model_dump() if recipe else {}
     try:
-        generation = GenerationSection(**{**base, **settings})
+        generation = GenerationSection(**{**(recipe.generation.model_dump() if recipe else {}), **settings})
     except ValueError as error:
         raise UserError(f"Invalid generation setting: {error}") from error
-    max_length = recipe.data.max_length if recipe else 1024
-    from transformers import AutoTokenizer
-
-    tokenizer_dir = run_dir if (run_dir / "tokenizer_config.json").is_file() else run_dir.parent
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = load_run_model(run_dir, "generation")  # first: a folder without a model fails with a clear message
+    tokenizer = AutoTokenizer.from_pretrained(run_dir if (run_dir / "tokenizer_config.json").is_file()
+                                              else run_dir.parent)
     if tokenizer.pad_token is None:  # the same stand-in as in training (modeling.load_tokenizer)
         tokenizer.pad_token = tokenizer.eos_token
-    model = load_run_model(run_dir, "generation")
+    # Prompts are cut to the longest input the run trained on.
+    max_length = max(recipe.data.max_length, recipe.data.block_size or 0) if recipe else 1024
     prompt_ids = [encode_prompt(tokenizer, prompt, max_length) for prompt in prompts]
     if not stream:
         return generate_continuations(model, tokenizer, prompt_ids, generation)

@@ -208,8 +208,9 @@ class Seq2SeqTask(Task):
         predictions = [""] * len(tokenized)  # back in file order
         for text, row_index in zip(self._decode(generated), order):
             predictions[row_index] = text
-        sources = [_text(value) for value in _values(raw.to_dict(), self.source_column)]
-        references = self._raw_references(raw)
+        rows = raw.to_dict()
+        sources = [_text(value) for value in _values(rows, self.source_column)]
+        references = self._raw_references(rows, _column_names(raw))
         _write_jsonl(path, _prediction_records(sources, references, predictions))
         if references is None:
             return {}
@@ -218,13 +219,12 @@ class Seq2SeqTask(Task):
         scores["gen_len"] = generated_length(generated, self.tokenizer.pad_token_id)
         return {**output.metrics, **{f"{metric_key_prefix}_{name}": value for name, value in scores.items()}}
 
-    def _raw_references(self, raw: datasets.Dataset) -> list[str | list[str]] | None:
+    def _raw_references(self, rows: dict[str, list], columns: list[str]) -> list[str | list[str]] | None:
         """One reference string per row, or a list when the data has several (summary1, summary2, ...)."""
-        columns = _reference_columns(_column_names(raw), self.target_column)
-        if not columns:
+        reference_columns = _reference_columns(columns, self.target_column)
+        if not reference_columns:
             return None
-        batch = raw.to_dict()
-        per_column = [[_text(value) for value in _values(batch, column)] for column in columns]
+        per_column = [[_text(value) for value in _values(rows, column)] for column in reference_columns]
         if len(per_column) == 1:
             return per_column[0]
         return [list(row) for row in zip(*per_column)]
@@ -269,7 +269,11 @@ def configure_generation(config: GenerationConfig, settings: dict[str, Any]) -> 
     """
     num_beams = int(settings.get("num_beams", 1))
     sampling = bool(settings.get("do_sample", False))
-    config.max_new_tokens = int(settings.get("max_new_tokens", 64))
+    # max_length, not max_new_tokens: for an encoder-decoder both count decoder tokens (max_length includes the
+    # start token), and the Seq2SeqTrainer fills in a default max_length, which next to max_new_tokens makes
+    # generate() warn on every batch.
+    config.max_new_tokens = None
+    config.max_length = int(settings.get("max_new_tokens", 64)) + 1
     config.num_beams = num_beams
     config.do_sample = sampling
     config.no_repeat_ngram_size = int(settings.get("no_repeat_ngram_size", 0))
@@ -306,17 +310,15 @@ def predict_run(run_dir: Path, texts: list[str], settings: dict[str, Any], strea
     printed as soon as its batch is done.
     """
     import torch
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from finetune.lora import load_run_model
 
     recipe = _run_recipe(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise UserError(f"{run_dir} holds no trained model (no config.json). Pass the run's output directory "
-                        f"or one of its checkpoint-N folders.")
     data = recipe.get("data") or {}
     prefix, max_length = data.get("source_prefix") or "", int(data.get("max_length") or 512)
+    model = load_run_model(run_dir, recipe.get("task", "summarization"))  # full weights or base + LoRA adapter
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(run_dir)
-    model.eval()
     configure_generation(model.generation_config, {**(recipe.get("generation") or {}), **settings})
     outputs: list[str] = []
     for start in range(0, len(texts), PREDICT_BATCH_SIZE):

@@ -1,0 +1,82 @@
+"""Model inputs for causal language models: documents from text lines, packed blocks, prompt/completion pairs
+with masked labels, and the collator that pads them. Pure functions of token ids, so tests check them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE_INDEX = -100  # label value the loss skips (torch's CrossEntropyLoss default)
+
+
+def lines_to_documents(lines: Iterable[str]) -> list[str]:
+    """Rows of a line-based text file -> documents: runs of non-blank lines joined with newlines."""
+    documents: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        if line.strip():
+            current.append(line)
+        elif current:
+            documents.append("\n".join(current))
+            current = []
+    if current:
+        documents.append("\n".join(current))
+    return documents
+
+
+def pack_blocks(sequences: Iterable[Sequence[int]], block_size: int, keep_remainder: bool = False) -> list[list[int]]:
+    """Concatenate token sequences and cut the stream into blocks of exactly `block_size` tokens.
+
+    The last `len(stream) % block_size` tokens are dropped, or kept as one shorter block with `keep_remainder`.
+    The whole split is one stream (not per map batch, as in transformers' run_clm), so nothing else is lost.
+    """
+    import numpy as np
+
+    arrays = [np.asarray(sequence, dtype=np.int64) for sequence in sequences]
+    stream = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    full = len(stream) // block_size * block_size
+    blocks = stream[:full].reshape(-1, block_size).tolist()
+    if keep_remainder and full < len(stream):
+        blocks.append(stream[full:].tolist())
+    return blocks
+
+
+def prompt_completion_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], eos_token_id: int,
+                              max_length: int) -> dict[str, list[int]]:
+    """Model inputs for one pair: prompt + completion + EOS, labels -100 on the prompt.
+
+    Too long: the prompt loses tokens from its start (its end, next to the completion, matters most), down to half of
+    `max_length`; then the completion is cut at its end.
+    """
+    completion = [*completion_ids, eos_token_id]
+    prompt_room = max(max_length - len(completion), max_length // 2)
+    prompt = list(prompt_ids[max(len(prompt_ids) - prompt_room, 0):])
+    completion = completion[:max_length - len(prompt)]
+    return {"input_ids": prompt + completion, "labels": [IGNORE_INDEX] * len(prompt) + completion}
+
+
+@dataclass
+class CausalLMCollator:
+    """Right-pads a batch to its longest example; labels default to the inputs (text mode).
+
+    Padding is masked by position (attention_mask 0, label -100), never by token id: GPT-2 pads with its EOS token,
+    and the EOS that ends each document or completion must still be learned.
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(feature["input_ids"]) for feature in features)
+        input_ids, attention_mask, labels = [], [], []
+        for feature in features:
+            ids = list(feature["input_ids"])
+            padding = width - len(ids)
+            input_ids.append(ids + [self.pad_token_id] * padding)
+            attention_mask.append([1] * len(ids) + [0] * padding)
+            labels.append(list(feature.get("labels") or ids) + [IGNORE_INDEX] * padding)
+        return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask),
+                "labels": torch.tensor(labels)}

@@ -1,0 +1,216 @@
+"""LoRA through PEFT: only adapters train, adapters are saved and reload, merging keeps the logits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_generation import generate_args, invoke, make_sentences
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory) -> Path:
+    from finetune.testing import build_tiny_gpt2
+
+    return build_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2", make_sentences(1000, seed=0))
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    from finetune.testing import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama", make_sentences(1000, seed=0))
+
+
+@pytest.fixture(scope="module")
+def sentences_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lora-data") / "train.txt"
+    path.write_text("\n".join(make_sentences(600, seed=0)) + "\n", encoding="utf-8")
+    return path
+
+
+def recipe_for(task: str, model: Path, **peft: object):
+    from finetune.recipe import load_recipe
+
+    return load_recipe(base={"task": task}, flags={"model": {"name": str(model)}, "peft": {"enabled": True, **peft}})
+
+
+def train_a_few_steps(model, batch: dict, steps: int = 3) -> None:
+    import torch
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def changed_parameters(model, before: dict) -> set[str]:
+    import torch
+
+    return {name for name, value in model.named_parameters() if not torch.equal(value.detach(), before[name])}
+
+
+def test_only_adapter_weights_change_in_a_causal_lm(tiny_llama):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from finetune.lora import apply_lora, parameter_counts
+
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), recipe_for("generation", tiny_llama))
+    before = {name: value.detach().clone() for name, value in model.named_parameters()}
+    ids = torch.randint(0, 100, (4, 12))
+    train_a_few_steps(model, {"input_ids": ids, "labels": ids})
+
+    changed = changed_parameters(model, before)
+    assert changed and all("lora_" in name for name in changed)
+    assert any("lora_B" in name for name in changed)  # B starts at zero, so the adapter now does something
+    targets = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in changed}
+    assert targets == {"q_proj", "v_proj"}  # Llama's default target modules
+    counts = parameter_counts(model)
+    assert 0 < counts["trainable_parameters"] < counts["total_parameters"] / 10
+
+
+def test_classification_lora_trains_adapters_and_the_new_head(tiny_bert):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from finetune.lora import apply_lora
+
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    model = apply_lora(base, recipe_for("classification", tiny_bert))
+    before = {name: value.detach().clone() for name, value in model.named_parameters()}
+    train_a_few_steps(model, {"input_ids": torch.randint(5, 100, (4, 10)), "labels": torch.tensor([0, 1, 0, 1])})
+
+    changed = changed_parameters(model, before)
+    head = {name for name in changed if "classifier" in name}
+    assert head and all("lora_" in name for name in changed - head)
+    assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in changed - head} == {"query", "value"}
+
+
+def test_generate_with_lora_saves_only_the_adapter_and_reports_parameters(tiny_gpt2, sentences_file, tmp_path):
+    from safetensors import safe_open
+
+    output = tmp_path / "run"
+    result = invoke(generate_args(tiny_gpt2, output, "--train-file", sentences_file, "--block-size", 32,
+                                  "--max-steps", 8, "--lora", "train.learning_rate=1e-2"))
+    assert result.exit_code == 0, result.output
+    assert "LoRA (r=8, alpha=16) on c_attn" in result.output
+    assert (output / "adapter_model.safetensors").is_file() and (output / "adapter_config.json").is_file()
+    assert not (output / "model.safetensors").exists()
+    with safe_open(output / "adapter_model.safetensors", "pt") as adapter:
+        assert adapter.keys() and all("lora_" in key for key in adapter.keys())
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0 < metrics["trainable_parameters"] < metrics["total_parameters"]
+    assert "eval_perplexity" in metrics and (output / "samples.jsonl").is_file()
+
+    result = invoke(["predict", output, "--prompt", "the cat", "--max-new-tokens", 4])
+    assert result.exit_code == 0, result.output
+
+
+def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_file, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from finetune.lora import load_run_model
+
+    output = tmp_path / "run"
+    result = invoke(generate_args(tiny_llama, output, "--train-file", sentences_file, "--block-size", 32,
+                                  "--max-steps", 8, "--lora", "train.learning_rate=2e-2"))
+    assert result.exit_code == 0, result.output
+    result = invoke(["export", output, "--merge"])
+    assert result.exit_code == 0, result.output
+    merged_dir = output / "merged"
+    assert (merged_dir / "model.safetensors").is_file() and not (merged_dir / "adapter_config.json").exists()
+
+    ids = torch.randint(0, 200, (2, 16))
+    with torch.inference_mode():
+        adapter_logits = load_run_model(output, "generation")(input_ids=ids).logits
+        merged_logits = AutoModelForCausalLM.from_pretrained(merged_dir)(input_ids=ids).logits  # plain transformers
+        base_logits = AutoModelForCausalLM.from_pretrained(tiny_llama)(input_ids=ids).logits
+    torch.testing.assert_close(merged_logits, adapter_logits, atol=1e-5, rtol=1e-5)
+    assert (adapter_logits - base_logits).abs().max() > 1e-4  # the adapter learned something to merge
+
+    result = invoke(["export", output, "--merge"])  # never overwrites
+    assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_path):
+    import csv
+
+    from finetune.predict import predict_texts
+
+    train_rows, eval_rows = sentiment_rows
+    files = {}
+    for name, rows in (("train", train_rows[:200]), ("validation", eval_rows[:60])):
+        files[name] = tmp_path / f"{name}.csv"
+        with files[name].open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["text", "label"])
+            writer.writeheader()
+            writer.writerows(rows)
+    output = tmp_path / "run"
+    result = invoke(["classify", "--model", tiny_bert, "--train-file", files["train"], "--validation-file",
+                     files["validation"], "--epochs", 1, "--batch-size", 16, "--learning-rate", 5e-3, "--lora",
+                     "--output-dir", output])
+    assert result.exit_code == 0, result.output
+    assert (output / "adapter_model.safetensors").is_file() and (output / "config.json").is_file()
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["trainable_parameters"] < metrics["total_parameters"]
+
+    texts = [("a gorgeous witty film", None), ("dull and awful", None)]
+    from_adapter = predict_texts(output, texts)
+    assert {prediction.label for prediction in from_adapter} <= {"negative", "positive"}
+    assert invoke(["export", output, "--merge"]).exit_code == 0
+    from_merged = predict_texts(output / "merged", texts)
+    assert [p.score for p in from_merged] == pytest.approx([p.score for p in from_adapter], abs=1e-5)
+
+
+def test_summarize_with_lora(tmp_path):
+    pytest.importorskip("finetune.tasks.seq2seq")
+    from finetune.testing import build_tiny_t5
+
+    rows = [{"document": f"the {word} sat on the mat all day long", "summary": f"{word} sat"}
+            for word in ("cat", "dog", "bird", "man", "child", "farmer") * 4]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    model = build_tiny_t5(tmp_path / "t5", [row["document"] for row in rows])
+    output = tmp_path / "run"
+    result = invoke(["summarize", "--model", model, "--train-file", train, "--validation-file", train,
+                     "--max-steps", 3, "--batch-size", 8, "--max-new-tokens", 4, "--lora", "--output-dir", output])
+    assert result.exit_code == 0, result.output
+    assert "on q, v" in result.output  # T5's default target modules
+    assert (output / "adapter_model.safetensors").is_file()
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["trainable_parameters"] < metrics["total_parameters"]
+    assert invoke(["export", output, "--merge"]).exit_code == 0
+
+
+def test_lora_without_peft_names_the_extra(tiny_gpt2, sentences_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
+    result = invoke(generate_args(tiny_gpt2, tmp_path / "run", "--train-file", sentences_file, "--max-steps", 1,
+                                  "--lora"))
+    assert result.exit_code == 2
+    assert "LoRA needs the peft package: pip install 'finetune[lora]'" in result.output
+
+
+def test_unknown_target_modules_are_a_user_error(tiny_gpt2):
+    from transformers import AutoModelForCausalLM
+
+    from finetune.errors import UserError
+    from finetune.lora import apply_lora
+
+    with pytest.raises(UserError, match="c_attn"):  # the message lists the layers there are
+        apply_lora(AutoModelForCausalLM.from_pretrained(tiny_gpt2),
+                   recipe_for("generation", tiny_gpt2, target_modules=["q_proj"]))
+
+
+def test_export_refuses_a_run_without_adapters(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("task: generation\n")
+    result = invoke(["export", tmp_path, "--merge"])
+    assert result.exit_code == 2 and "holds no LoRA adapter" in result.output
