@@ -59,7 +59,7 @@ def check(recipe: Recipe) -> CheckReport:
     data = load_data(recipe.data)
     task.setup(data)
     report.add("data", data.source)
-    report.add("train examples", len(data.train))
+    report.add("train rows", len(data.train))
     for name, split in data.eval.items():
         report.add(f"eval examples ({name})", len(split))
     if hasattr(task, "text_columns"):
@@ -72,7 +72,12 @@ def check(recipe: Recipe) -> CheckReport:
     tokenizer = load_tokenizer(recipe.model, config, recipe.data.max_length)
     sample = data.train.select(range(min(SAMPLE_SIZE, len(data.train))))
     lengths = [len(ids) for ids in task.tokenize(sample, tokenizer)["input_ids"]]
-    if lengths:
+    examples = len(data.train)
+    if getattr(task, "format", None) == "text":  # packed blocks: every one is full by design, none truncated
+        examples = round(len(lengths) * len(data.train) / max(len(sample), 1))
+        report.add("packed blocks", f"about {examples} blocks of {lengths[0] if lengths else 0} tokens "
+                                    f"(from {len(lengths)} in the first {len(sample)} rows)")
+    elif lengths:
         at_limit = sum(length >= recipe.data.max_length for length in lengths)
         report.add("tokens per example", f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)} "
                                          f"(sample of {len(lengths)})")
@@ -81,7 +86,7 @@ def check(recipe: Recipe) -> CheckReport:
 
     train = recipe.train
     per_step = train.batch_size * train.gradient_accumulation_steps
-    steps_per_epoch = math.ceil(len(data.train) / per_step)
+    steps_per_epoch = math.ceil(examples / per_step)
     total = train.max_steps or math.ceil(train.epochs * steps_per_epoch)
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")
     report.add("devices", "cpu" if train.use_cpu else _devices())
