@@ -49,7 +49,7 @@ def _label_counts(task: Any, split: Any) -> str | None:
 def check(recipe: Recipe) -> CheckReport:
     from finetune.modeling import load_config, load_tokenizer
     from finetune.tasks import get_task
-    from finetune.train import _quiet_libraries
+    from finetune.train import configure_library_logging
 
     report = CheckReport()
     run_dir = recipe.resolved_output_dir()
@@ -67,7 +67,7 @@ def check(recipe: Recipe) -> CheckReport:
     if (labels := _label_counts(task, data.train)) is not None:
         report.add("labels (train)", labels)
 
-    _quiet_libraries()
+    configure_library_logging()
     config = load_config(recipe.model)
     tokenizer = load_tokenizer(recipe.model, config, recipe.data.max_length)
     sample = data.train.select(range(min(SAMPLE_SIZE, len(data.train))))

@@ -65,7 +65,7 @@ def ensure_disk_space(run_dir: Path, parameters: int) -> None:
                         f"{free / 1e9:.2f} GB is free. Free some space or choose another --output-dir.")
 
 
-def _quiet_libraries() -> None:
+def configure_library_logging() -> None:
     import datasets
     import transformers
 
@@ -76,7 +76,7 @@ def _quiet_libraries() -> None:
         transformers.logging.disable_progress_bar()
 
 
-def _in_order(trainer_class: type) -> type:
+def evaluating_in_order(trainer_class: type) -> type:
     """The task's Trainer, evaluating in dataset order and grouping training batches by length reproducibly.
 
     transformers 5 applies train_sampling_strategy="group_by_length" to evaluation too, with a random length-grouped
@@ -127,7 +127,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         write_text_atomic(run_dir / RECIPE_FILE, recipe.model_copy(update={
             "train": recipe.train.model_copy(update={"resume": False})}).to_yaml())
 
-    _quiet_libraries()
+    configure_library_logging()
     from transformers import set_seed
 
     set_seed(recipe.train.seed)
@@ -147,7 +147,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     ensure_disk_space(run_dir, parameters["total_parameters"])
     args = build_training_arguments(recipe, task, run_dir, list(eval_sets))
     single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
-    trainer = _in_order(task.trainer_class())(
+    trainer = evaluating_in_order(task.trainer_class())(
         model=model,
         args=args,
         train_dataset=train_set,

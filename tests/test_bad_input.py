@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.test_classify_cli import write_csv
+from tests.helpers import write_csv
 
 
 @pytest.fixture

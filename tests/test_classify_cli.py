@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import random
-from pathlib import Path
 
 import pytest
 import yaml
 
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
+from tests.helpers import write_csv, write_jsonl
 
 
 FAST = ["--epochs", "4", "--learning-rate", "3e-3", "--batch-size", "16", "--max-length", "32"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from finetune.distributed import LaunchConfig, launch_command, strip_launch_flags
-from tests.test_classify_cli import write_csv
+from tests.helpers import write_csv
 
 
 def test_launch_flags_are_stripped_for_the_children():

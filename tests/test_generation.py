@@ -11,6 +11,7 @@ import pytest
 from finetune.tasks.lm_inputs import (IGNORE_INDEX, CausalLMCollator, lines_to_documents, pack_blocks,
                                       prompt_completion_example)
 from tests.conftest import requires_data
+from tests.helpers import invoke, write_jsonl
 
 SUBJECTS = ["the cat", "the dog", "a bird", "my sister", "the old man", "a child", "the farmer", "our teacher"]
 VERBS = ["sees", "likes", "finds", "paints", "follows", "feeds"]
@@ -32,11 +33,6 @@ def make_pairs(count: int, seed: int) -> list[dict[str, str]]:
         subject, verb, thing = generator.choice(SUBJECTS), generator.choice(VERBS), generator.choice(OBJECTS)
         rows.append({"instruction": f"what does {subject} do?", "input": "", "output": f" {subject} {verb} {thing} ."})
     return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +57,6 @@ def tiny_llama(tmp_path_factory) -> Path:
     from finetune.testing import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama", make_sentences(2000, seed=0))
-
-
-def invoke(args: list) -> object:
-    """The CLI in-process (module-scoped fixtures cannot use the function-scoped `cli` fixture)."""
-    from typer.testing import CliRunner
-
-    from finetune.cli import app
-
-    return CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
 
 
 def generate_args(model: Path, output: Path, *extra: object) -> list:
@@ -195,7 +182,8 @@ def test_long_pairs_lose_the_start_of_the_prompt_first():
 
 def test_collator_labels_default_to_the_inputs_in_text_mode():
     batch = CausalLMCollator(pad_token_id=0)([{"input_ids": [5, 6, 7]}, {"input_ids": [8]}])
-    assert batch["labels"].tolist() == [[5, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
+    # Every token but the first is predicted; counting the first would divide the summed loss by too much.
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
 
 

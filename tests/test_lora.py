@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_generation import generate_args, invoke, make_sentences
+from tests.helpers import invoke
+from tests.test_generation import generate_args, make_sentences
 
 pytest.importorskip("peft")
 

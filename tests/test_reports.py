@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from tests.test_classify_cli import FAST, write_csv
+from tests.helpers import write_csv
+from tests.test_classify_cli import FAST
 
 
 @pytest.fixture(scope="module")

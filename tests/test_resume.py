@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_classify_cli import write_csv
+from tests.helpers import write_csv
 
 EXACT = ("eval_loss", "eval_accuracy", "eval_f1")
 

@@ -77,6 +77,11 @@ class CausalLMCollator:
             padding = width - len(ids)
             input_ids.append(ids + [self.pad_token_id] * padding)
             attention_mask.append([1] * len(ids) + [0] * padding)
-            labels.append(list(feature.get("labels") or ids) + [IGNORE_INDEX] * padding)
+            example_labels = list(feature.get("labels") or ids)
+            # The first token is never predicted (the model shifts labels by one). Masking it keeps the Trainer's
+            # token count, which divides the summed loss, equal to the number of predicted tokens: otherwise a
+            # packed block's loss and perplexity come out low by a factor (tokens - 1) / tokens.
+            example_labels[0] = IGNORE_INDEX
+            labels.append(example_labels + [IGNORE_INDEX] * padding)
         return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask),
                 "labels": torch.tensor(labels)}
