@@ -1,85 +1,19 @@
 """The `finetune` command line. Thin on purpose: every command builds a Recipe and hands it to train.run.
 
 Heavy libraries (torch, transformers, datasets) are imported inside the command bodies, so `finetune --help`
-answers at once.
+answers at once. The training commands live here; cli_tools.py has the others, cli_app.py the shared app.
 """
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from finetune.cli_app import Overrides, app, user_errors
 from finetune.distributed import LaunchConfig, inside_launcher, is_main_process, relaunch
-
-app = typer.Typer(
-    name="finetune",
-    help="Fine-tune Hugging Face models from one command or a YAML recipe.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-recipes_app = typer.Typer(help="List, show and validate recipes.", no_args_is_help=True)
-app.add_typer(recipes_app, name="recipes")
-
-_state = {"debug": False}
-
-OVERRIDES_HELP = "Recipe overrides as dotted key=value, for example train.epochs=1 data.max_length=64."
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
-def user_errors(command):
-    """Print a UserError as one line and exit 2; a traceback only with --debug."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from finetune.errors import TrainingInterrupted, UserError
-
-        try:
-            return command(*args, **kwargs)
-        except UserError as error:
-            if _state["debug"]:
-                raise
-            _fail(str(error), error.exit_code)
-        except TrainingInterrupted as interrupted:
-            typer.secho(str(interrupted), err=True, fg=typer.colors.YELLOW)
-            raise typer.Exit(interrupted.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted.", 130)
-
-    return wrapper
-
-
-def _version(value: bool) -> None:
-    if value:
-        from finetune import __version__
-
-        typer.echo(f"finetune {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the libraries' informational logs.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
-) -> None:
-    _state["debug"] = debug
-    if quiet or verbose:
-        import os
-
-        from finetune.console import VERBOSITY_VARIABLE
-
-        os.environ[VERBOSITY_VARIABLE] = "quiet" if quiet else "verbose"
 
 
 def _flags(**pairs: Any) -> dict[str, Any]:
@@ -147,7 +81,6 @@ Lora = Annotated[Optional[bool], typer.Option("--lora", help="Train LoRA adapter
                                               show_default=False)]
 NumBeams = Annotated[Optional[int], typer.Option("--num-beams", help="Beam width for generation.")]
 MaxNewTokens = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Most tokens generated per input.")]
-Overrides = Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)]
 MixedPrecision = Annotated[Optional[str], typer.Option(
     "--mixed-precision", help="no, fp16, bf16 or auto (bf16 where supported, fp16 on other GPUs, no on CPU).")]
 GradientAccumulation = Annotated[Optional[int], typer.Option(
@@ -411,181 +344,8 @@ def check_command(
     _check(load_recipe(recipe, overrides))
 
 
-@recipes_app.command("list")
-@user_errors
-def recipes_list() -> None:
-    """Shipped recipes and what each is for."""
-    from finetune.recipe import find_recipe, read_yaml, shipped_recipe_names
-
-    for name in shipped_recipe_names():
-        description = read_yaml(find_recipe(name)).get("description") or ""
-        typer.echo(f"{name:<36} {description}")
-
-
-@recipes_app.command("show")
-@user_errors
-def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name or file.")]) -> None:
-    """Print a recipe file as written (comments included)."""
-    from finetune.recipe import find_recipe
-
-    typer.echo(find_recipe(name).read_text(encoding="utf-8"), nl=False)
-
-
-@recipes_app.command("validate")
-@user_errors
-def recipes_validate(
-    files: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help=OVERRIDES_HELP)] = None,
-    resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
-) -> None:
-    """Check recipes (keys, types, extends) without running them."""
-    from finetune.recipe import load_recipe
-
-    for file in files:
-        recipe = load_recipe(file, overrides)
-        typer.echo(f"ok  {file}  ({recipe.task}, model {recipe.model.name}, "
-                   f"data {recipe.data.dataset or recipe.data.train_file})")
-        if resolved:
-            typer.echo(recipe.to_yaml())
-
-
-# ---- predict / smoke -----------------------------------------------------------------------------------------
-
-
-@app.command()
-@user_errors
-def predict(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory (or a checkpoint folder inside one).")],
-    text: Annotated[Optional[list[str]], typer.Option(help="Input text; repeat for several.")] = None,
-    text_pair: Annotated[Optional[list[str]], typer.Option(
-        help="Classification: second sentence for sentence-pair models; one per --text.")] = None,
-    prompt: Annotated[Optional[list[str]], typer.Option(help="Generation: prompt to continue; repeatable.")] = None,
-    file: Annotated[Optional[Path], typer.Option(
-        help="One input per line (sentence pairs: tab-separated), or a .jsonl/.csv with the run's text columns.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation: most new tokens.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Generation: sampling temperature (samples when set).")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Generation: nucleus sampling mass.")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
-    num_beams: Annotated[Optional[int], typer.Option(help="Generation: beam width.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 32,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
-) -> None:
-    """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
-    from finetune.predict import format_prediction, load_inputs, predict_texts, run_task
-
-    task = run_task(run_dir)
-    if task == "classification":
-        inputs = load_inputs(text or [], text_pair or [], file)
-        for item in predict_texts(run_dir, inputs, batch_size=batch_size):
-            typer.echo(format_prediction(item, as_json=json_output))
-        return
-    settings = {key: value for key, value in {
-        "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-        "num_beams": num_beams}.items() if value is not None}
-    if temperature is not None or top_p is not None or top_k is not None:
-        settings["do_sample"] = True
-    texts = [source for source, _ in load_inputs([*(text or []), *(prompt or [])], [], file)]
-    if task == "generation":
-        from finetune.tasks.causal_lm import predict_run
-    else:
-        from finetune.tasks.seq2seq import predict_run
-    outputs = predict_run(run_dir, texts, settings, stream=not json_output and sys.stdout.isatty())
-    for source, output in zip(texts, outputs):
-        if json_output:
-            import json
-
-            typer.echo(json.dumps({"input": source, "output": output}, ensure_ascii=False))
-        elif not sys.stdout.isatty():
-            typer.echo(output)
-
-
-@app.command()
-@user_errors
-def evaluate(
-    checkpoints: Annotated[Optional[list[str]], typer.Argument(
-        help="Run directories, checkpoint-N folders, model folders, Hub ids or LoRA adapters. With a suite: "
-             "TASK=CHECKPOINT pairs (sst2=runs/sst2), or a folder of per-task runs.", show_default=False)] = None,
-    benchmark: Annotated[Optional[str], typer.Option(
-        "--benchmark", "-b", help="A task (glue/sst2), a suite (glue) or a benchmark YAML file. "
-                                  "[default: each run's own evaluation data]")] = None,
-    dataset: Annotated[Optional[str], typer.Option(
-        help="Score on any dataset instead: a Hub id, glue/<task>, or a local file or folder.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to score. [default: the evaluation split(s)]")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N examples of each split.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Evaluation batch size (scores do not depend on it).")] = 32,
-    data_dir: Annotated[Optional[Path], typer.Option(
-        help="Folder of GLUE data on disk. [default: the run's data.data_dir]")] = None,
-    output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
-        "results"),
-    all_checkpoints: Annotated[bool, typer.Option(
-        "--all-checkpoints", help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
-    overrides: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="Recipe overrides for the evaluation, e.g. data.max_length=256, generation.num_beams=4, "
-                      "task=translation.")] = None,
-) -> None:
-    """Score checkpoints on a benchmark: finetune evaluate runs/a runs/b --benchmark glue/sst2"""
-    from finetune.evaluation_run import run_evaluation
-
-    report = run_evaluation(
-        checkpoints or [], benchmark=benchmark, dataset=dataset, split=split, limit=limit, batch_size=batch_size,
-        data_dir=_text(data_dir), output_dir=output_dir, all_checkpoints=all_checkpoints, overrides=overrides,
-        echo=lambda line: typer.echo(line, err=True))
-    typer.echo("")
-    typer.echo(report.text, nl=False)
-    typer.echo("\nWritten: " + ", ".join(str(path) for path in report.files))
-
-
-@app.command()
-@user_errors
-def export(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
-    merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Where to write. [default: RUN_DIR/merged]")] = None,
-) -> None:
-    """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
-    from finetune.errors import UserError
-    from finetune.lora import export_merged
-
-    if not merge:
-        raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
-    written = export_merged(run_dir, output_dir or run_dir / "merged")
-    typer.echo(f"Merged model written to {written}")
-
-
-@app.command()
-@user_errors
-def push(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    repo_id: Annotated[str, typer.Option(help="Hub repository: user/name or org/name.")],
-    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
-) -> None:
-    """Upload a run (model, tokenizer, model card, metrics, plots) to the Hugging Face Hub."""
-    from finetune.push import push_run
-
-    typer.echo(f"Pushed {run_dir} to {push_run(run_dir, repo_id, private=private)}")
-
-
-@app.command("env")
-@user_errors
-def env_command() -> None:
-    """Versions, devices, precision support, the Accelerate config in effect, and whether the Hub answers."""
-    from finetune.environment import describe
-
-    rows = describe()
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        typer.echo(f"{name:<{width}}  {value}")
-
-
-@app.command()
-@user_errors
-def smoke(
-    output_dir: Annotated[Optional[Path], typer.Option(help="Keep the smoke run here. [default: a temp folder]")] = None,
-) -> None:
-    """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
-    from finetune.smoke import run_smoke
-
-    raise typer.Exit(run_smoke(output_dir))
+# After the training commands, so `finetune --help` lists those first.
+from finetune import cli_tools  # noqa: E402, F401  (registers predict, evaluate, export, ... on the app)
 
 
 def main() -> None:

@@ -1,0 +1,189 @@
+"""Commands that use, check or share what training produced: recipes, check, predict, evaluate, export, push,
+env, smoke. Heavy imports stay inside the command bodies."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from finetune.cli_app import OVERRIDES_HELP, app, recipes_app, user_errors
+
+
+@recipes_app.command("list")
+@user_errors
+def recipes_list() -> None:
+    """Shipped recipes and what each is for."""
+    from finetune.recipe import find_recipe, read_yaml, shipped_recipe_names
+
+    for name in shipped_recipe_names():
+        description = read_yaml(find_recipe(name)).get("description") or ""
+        typer.echo(f"{name:<36} {description}")
+
+
+@recipes_app.command("show")
+@user_errors
+def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name or file.")]) -> None:
+    """Print a recipe file as written (comments included)."""
+    from finetune.recipe import find_recipe
+
+    typer.echo(find_recipe(name).read_text(encoding="utf-8"), nl=False)
+
+
+@recipes_app.command("validate")
+@user_errors
+def recipes_validate(
+    files: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help=OVERRIDES_HELP)] = None,
+    resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
+) -> None:
+    """Check recipes (keys, types, extends) without running them."""
+    from finetune.recipe import load_recipe
+
+    for file in files:
+        recipe = load_recipe(file, overrides)
+        typer.echo(f"ok  {file}  ({recipe.task}, model {recipe.model.name}, "
+                   f"data {recipe.data.dataset or recipe.data.train_file})")
+        if resolved:
+            typer.echo(recipe.to_yaml())
+
+
+# ---- predict / smoke -----------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (or a checkpoint folder inside one).")],
+    text: Annotated[Optional[list[str]], typer.Option(help="Input text; repeat for several.")] = None,
+    text_pair: Annotated[Optional[list[str]], typer.Option(
+        help="Classification: second sentence for sentence-pair models; one per --text.")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option(help="Generation: prompt to continue; repeatable.")] = None,
+    file: Annotated[Optional[Path], typer.Option(
+        help="One input per line (sentence pairs: tab-separated), or a .jsonl/.csv with the run's text columns.")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation: most new tokens.")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="Generation: sampling temperature (samples when set).")] = None,
+    top_p: Annotated[Optional[float], typer.Option(help="Generation: nucleus sampling mass.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
+    num_beams: Annotated[Optional[int], typer.Option(help="Generation: beam width.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 32,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
+) -> None:
+    """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
+    from finetune.predict import format_prediction, load_inputs, predict_texts, run_task
+
+    task = run_task(run_dir)
+    if task == "classification":
+        inputs = load_inputs(text or [], text_pair or [], file)
+        for item in predict_texts(run_dir, inputs, batch_size=batch_size):
+            typer.echo(format_prediction(item, as_json=json_output))
+        return
+    settings = {key: value for key, value in {
+        "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+        "num_beams": num_beams}.items() if value is not None}
+    if temperature is not None or top_p is not None or top_k is not None:
+        settings["do_sample"] = True
+    texts = [source for source, _ in load_inputs([*(text or []), *(prompt or [])], [], file)]
+    if task == "generation":
+        from finetune.tasks.causal_lm import predict_run
+    else:
+        from finetune.tasks.seq2seq import predict_run
+    outputs = predict_run(run_dir, texts, settings, stream=not json_output and sys.stdout.isatty())
+    for source, output in zip(texts, outputs):
+        if json_output:
+            import json
+
+            typer.echo(json.dumps({"input": source, "output": output}, ensure_ascii=False))
+        elif not sys.stdout.isatty():
+            typer.echo(output)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    checkpoints: Annotated[Optional[list[str]], typer.Argument(
+        help="Run directories, checkpoint-N folders, model folders, Hub ids or LoRA adapters. With a suite: "
+             "TASK=CHECKPOINT pairs (sst2=runs/sst2), or a folder of per-task runs.", show_default=False)] = None,
+    benchmark: Annotated[Optional[str], typer.Option(
+        "--benchmark", "-b", help="A task (glue/sst2), a suite (glue) or a benchmark YAML file. "
+                                  "[default: each run's own evaluation data]")] = None,
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Score on any dataset instead: a Hub id, glue/<task>, or a local file or folder.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to score. [default: the evaluation split(s)]")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N examples of each split.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Evaluation batch size (scores do not depend on it).")] = 32,
+    data_dir: Annotated[Optional[Path], typer.Option(
+        help="Folder of GLUE data on disk. [default: the run's data.data_dir]")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
+        "results"),
+    all_checkpoints: Annotated[bool, typer.Option(
+        "--all-checkpoints", help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
+    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Recipe overrides for the evaluation, e.g. data.max_length=256, generation.num_beams=4, "
+                      "task=translation.")] = None,
+) -> None:
+    """Score checkpoints on a benchmark: finetune evaluate runs/a runs/b --benchmark glue/sst2"""
+    from finetune.evaluation_run import run_evaluation
+
+    report = run_evaluation(
+        checkpoints or [], benchmark=benchmark, dataset=dataset, split=split, limit=limit, batch_size=batch_size,
+        data_dir=None if data_dir is None else str(data_dir), output_dir=output_dir, all_checkpoints=all_checkpoints, overrides=overrides,
+        echo=lambda line: typer.echo(line, err=True))
+    typer.echo("")
+    typer.echo(report.text, nl=False)
+    typer.echo("\nWritten: " + ", ".join(str(path) for path in report.files))
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Where to write. [default: RUN_DIR/merged]")] = None,
+) -> None:
+    """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
+    from finetune.errors import UserError
+    from finetune.lora import export_merged
+
+    if not merge:
+        raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
+    written = export_merged(run_dir, output_dir or run_dir / "merged")
+    typer.echo(f"Merged model written to {written}")
+
+
+@app.command()
+@user_errors
+def push(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    repo_id: Annotated[str, typer.Option(help="Hub repository: user/name or org/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+) -> None:
+    """Upload a run (model, tokenizer, model card, metrics, plots) to the Hugging Face Hub."""
+    from finetune.push import push_run
+
+    typer.echo(f"Pushed {run_dir} to {push_run(run_dir, repo_id, private=private)}")
+
+
+@app.command("env")
+@user_errors
+def env_command() -> None:
+    """Versions, devices, precision support, the Accelerate config in effect, and whether the Hub answers."""
+    from finetune.environment import describe
+
+    rows = describe()
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        typer.echo(f"{name:<{width}}  {value}")
+
+
+@app.command()
+@user_errors
+def smoke(
+    output_dir: Annotated[Optional[Path], typer.Option(help="Keep the smoke run here. [default: a temp folder]")] = None,
+) -> None:
+    """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
+    from finetune.smoke import run_smoke
+
+    raise typer.Exit(run_smoke(output_dir))
