@@ -7,6 +7,7 @@ downloaded or loaded, and the run directory is checked before anything is comput
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,16 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
         raise UserError(f"{run_dir} is not empty and is not a finetune run directory (no {RECIPE_FILE}); "
                         f"--overwrite only replaces run directories. Choose another --output-dir.")
     shutil.rmtree(run_dir)
+
+
+def move_into(staging: Path, run_dir: Path) -> None:
+    """Rename every file of `staging` into `run_dir` (atomic per file on one filesystem), then drop `staging`."""
+    for path in sorted(staging.rglob("*")):
+        if path.is_file():
+            target = run_dir / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    shutil.rmtree(staging)
 
 
 def ensure_disk_space(run_dir: Path, parameters: int) -> None:
@@ -180,12 +191,16 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
     metrics.update(task.after_training(trainer, run_dir))
 
-    trainer.save_model(str(run_dir))  # every process takes part (sharded engines); only the main one writes
+    # Saved under a temporary name, then renamed into place: an interrupted save never leaves a model that looks
+    # complete. Every process takes part (sharded engines); only the main one writes.
+    staging = run_dir / ".final-model.tmp"
+    trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
         if recipe.peft.enabled:
             from finetune.lora import save_base_config
 
-            save_base_config(trainer.model, run_dir)
+            save_base_config(trainer.model, staging)
+        move_into(staging, run_dir)
         trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
         metrics.update(
             task=recipe.task,

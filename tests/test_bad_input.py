@@ -139,3 +139,14 @@ def test_secrets_never_reach_the_saved_recipe(cli, tmp_path, tiny_bert, train_cs
                   "--max-steps", "1", "train.eval_strategy=no"])
     assert result.exit_code == 0, result.output
     assert "hf_secret_value_123" not in (tmp_path / "run" / "recipe.yaml").read_text()
+
+
+def test_model_of_the_wrong_kind_for_the_task(cli, tmp_path):
+    from finetune.testing import build_tiny_t5
+
+    texts = ["the cat sat on the mat", "a dog ran in the park"] * 20
+    t5 = build_tiny_t5(tmp_path / "t5", texts)
+    (tmp_path / "corpus.txt").write_text("\n".join(texts) + "\n")
+    message = error_of(cli(["generate", "--model", t5, "--train-file", tmp_path / "corpus.txt",
+                            "--output-dir", tmp_path / "run"]))
+    assert "wrong kind of model" in message

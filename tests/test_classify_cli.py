@@ -47,6 +47,7 @@ def test_run_directory_reloads(sentiment_run):
 
     run_dir, validation = sentiment_run
     assert (run_dir / "model.safetensors").is_file()
+    assert not list(run_dir.glob(".*tmp"))  # the model was written under a temporary name, then renamed
     model = AutoModelForSequenceClassification.from_pretrained(run_dir)
     assert model.config.id2label == {0: "negative", 1: "positive"}
     AutoTokenizer.from_pretrained(run_dir)
