@@ -311,5 +311,8 @@ def load_glue_split(task: GlueTask, data_dir: str | Path, split: str) -> dataset
     path = _find(task, root, split)
     if path is None:
         raise _missing_split_error(task, root, split)
-    columns = _read_parquet(task, path) if path.suffix == ".parquet" else _read_tsv(task, path)
-    return _to_dataset(task, columns)
+    from finetune.caching import cached_file_dataset
+
+    # A re-run reads the parsed split back (memory-mapped Arrow) instead of parsing the file again.
+    read = _read_parquet if path.suffix == ".parquet" else _read_tsv
+    return cached_file_dataset(path, lambda: _to_dataset(task, read(task, path)), settings=repr(task))

@@ -113,6 +113,8 @@ class TrainSection(_Section):
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
         "no", description="auto: bf16 where the GPU supports it, else fp16 on GPU, no on CPU. bf16 works on CPU.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory.")
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile: faster steps after a slow "
+                                                   "first one, mostly on GPUs.")
     auto_find_batch_size: bool = Field(False, description="Halve the batch size on out-of-memory until it fits.")
     resume: bool | str = Field(False, description="Continue from the newest complete checkpoint (true) or a named "
                                                   "one (checkpoint-N or a path).")

@@ -8,7 +8,7 @@ from typing import Any
 from finetune.console import show_progress
 from finetune.distributed import world_size
 from finetune.errors import UserError
-from finetune.recipe import DistributedSection, Recipe
+from finetune.recipe import DistributedSection, Recipe, TrainSection
 
 
 def has_cuda() -> bool:
@@ -86,6 +86,29 @@ def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
             "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"}}
 
 
+def speed_options(train: TrainSection, use_cpu: bool) -> dict[str, Any]:
+    """Settings that speed training up at no cost in accuracy: on CUDA, the fused AdamW kernel, TF32 matrix
+    products (Ampere and newer) and DataLoader workers that collate the next batches while the GPU computes;
+    torch.compile when the recipe asks. On the CPU, collating in the main process is cheapest: workers would compete
+    with the model for the same cores."""
+    options: dict[str, Any] = {"torch_compile": train.torch_compile}
+    if use_cpu or not has_cuda():
+        return options
+    import os
+
+    import torch
+
+    options["optim"] = "adamw_torch_fused"
+    if torch.cuda.get_device_capability()[0] >= 8:
+        options["tf32"] = True
+    workers = min(4, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()) // 2)
+    if workers:
+        # Tokenization ran threaded before the workers fork; without this, every worker warns about it.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        options.update(dataloader_num_workers=workers, dataloader_persistent_workers=True)
+    return options
+
+
 def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str]) -> Any:
     train = recipe.train
     # Without GPUs, say so explicitly when it matters: several processes (accelerate then uses gloo) and bf16
@@ -131,6 +154,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         auto_find_batch_size=train.auto_find_batch_size,
         **precision_options(train.mixed_precision, use_cpu),
         **engine_options(recipe.distributed),
+        **speed_options(train, use_cpu),
         # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
     )
