@@ -28,7 +28,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sentiment_rows():
-    from finetune.smoke import make_sentiment_rows
+    from finetune.training.smoke import make_sentiment_rows
 
     return make_sentiment_rows(400, seed=0), make_sentiment_rows(120, seed=1)
 
@@ -36,7 +36,7 @@ def sentiment_rows():
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory, sentiment_rows) -> Path:
     """A tiny random BERT whose tokenizer knows the sentiment vocabulary and some GLUE-ish English."""
-    from finetune.testing import build_tiny_bert
+    from tests.builders import build_tiny_bert
 
     train, _ = sentiment_rows
     extra = ["the cat sat on the mat", "a man is playing a guitar", "is this sentence grammatical ?"]

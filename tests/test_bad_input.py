@@ -142,7 +142,7 @@ def test_secrets_never_reach_the_saved_recipe(cli, tmp_path, tiny_bert, train_cs
 
 
 def test_model_of_the_wrong_kind_for_the_task(cli, tmp_path):
-    from finetune.testing import build_tiny_t5
+    from tests.builders import build_tiny_t5
 
     texts = ["the cat sat on the mat", "a dog ran in the park"] * 20
     t5 = build_tiny_t5(tmp_path / "t5", texts)

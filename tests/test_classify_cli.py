@@ -43,7 +43,7 @@ def test_single_sentence_classifier_learns(sentiment_run):
 def test_run_directory_reloads(sentiment_run):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     run_dir, validation = sentiment_run
     assert (run_dir / "model.safetensors").is_file()
@@ -85,7 +85,7 @@ def test_existing_run_is_not_overwritten(cli, sentiment_run, tiny_bert):
 
 def _pair_rows(count: int, seed: int) -> list[dict]:
     """The label says whether sentence2 repeats sentence1's sentiment word: only the pair decides it."""
-    from finetune.smoke import FILLER, NEGATIVE, POSITIVE
+    from finetune.training.smoke import FILLER, NEGATIVE, POSITIVE
 
     generator = random.Random(seed)
     words = POSITIVE + NEGATIVE
@@ -122,7 +122,7 @@ def test_sentence_pair_classifier(cli, tmp_path, tiny_bert):
 
 
 def _regression_rows(count: int, seed: int) -> list[dict]:
-    from finetune.smoke import make_sentiment_rows
+    from finetune.training.smoke import make_sentiment_rows
 
     rows = []
     for row in make_sentiment_rows(count, seed):

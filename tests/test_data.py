@@ -8,9 +8,9 @@ import time
 import pandas as pd
 import pytest
 
-from finetune.data import load_data, split_dataset_id
+from finetune.data.sources import load_data, split_dataset_id
 from finetune.errors import UserError
-from finetune.recipe import DataSection
+from finetune.config.recipe import DataSection
 
 ROWS = [{"text": f"sentence {i}", "label": "positive" if i % 2 else "negative"} for i in range(10)]
 

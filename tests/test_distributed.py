@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from finetune.distributed import LaunchConfig, launch_command, strip_launch_flags
+from finetune.training.distributed import LaunchConfig, launch_command, strip_launch_flags
 from tests.helpers import write_csv
 
 
@@ -83,8 +83,8 @@ def test_missing_deepspeed_is_a_clear_error(cli, tmp_path, tiny_bert, dp_data):
 
 
 def test_fsdp_and_deepspeed_options_map_to_the_trainer():
-    from finetune.recipe import load_recipe
-    from finetune.training_args import deepspeed_config, engine_options
+    from finetune.config.recipe import load_recipe
+    from finetune.training.arguments import deepspeed_config, engine_options
 
     recipe = load_recipe(overrides=["distributed.fsdp=full_shard auto_wrap", "distributed.fsdp_wrap=[BertLayer]"])
     assert engine_options(recipe.distributed) == {

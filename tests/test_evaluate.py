@@ -175,7 +175,7 @@ def test_all_checkpoints_writes_a_table_and_plot_by_step(cli, sentiment_run, tmp
 
 
 def test_a_causal_lm_asked_for_glue_classification_is_a_clear_error(cli, tmp_path):
-    from finetune.testing import build_tiny_gpt2
+    from tests.builders import build_tiny_gpt2
 
     model = build_tiny_gpt2(tmp_path / "gpt2", ["the cat sat on the mat"] * 20)
     result = cli(["evaluate", model, "--benchmark", "glue/sst2", "--output-dir", tmp_path / "results"])
@@ -210,7 +210,7 @@ def test_a_lora_adapter_run_reproduces_its_metrics(cli, tiny_bert, sentiment_run
 
 def test_glue_score_arithmetic_on_the_leaderboards_bert_large_row():
     """GLUE leaderboard, BERT-large: per-task score = mean of its metrics, MNLI m/mm count as one task; 80.5."""
-    from finetune.suites import resolve_benchmark, suite_score, task_score
+    from finetune.eval.suites import resolve_benchmark, suite_score, task_score
 
     glue = resolve_benchmark("glue")
     row = {"cola": [{"matthews_correlation": 60.5}], "sst2": [{"accuracy": 94.9}],
@@ -226,8 +226,8 @@ def test_glue_score_arithmetic_on_the_leaderboards_bert_large_row():
 
 
 def test_glue_suite_lists_the_nine_tasks_with_the_official_metrics():
-    from finetune.benchmarks import GLUE_TASKS
-    from finetune.suites import resolve_benchmark
+    from finetune.data.glue import GLUE_TASKS
+    from finetune.eval.suites import resolve_benchmark
 
     glue = resolve_benchmark("glue")
     assert set(glue.tasks) == set(GLUE_TASKS) - {"ax"}
@@ -266,7 +266,7 @@ def glue_checkpoints(tmp_path_factory, tiny_bert):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from finetune.benchmarks import GLUE_TASKS
+    from finetune.data.glue import GLUE_TASKS
 
     folder = tmp_path_factory.mktemp("glue-runs")
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
@@ -377,7 +377,7 @@ def _scores_by_batch_size(cli, checkpoint, output_dir: Path, *args) -> list[dict
 def test_generation_run_scores_do_not_depend_on_the_batch_size(cli, generation_data, tmp_path):
     """A `finetune generate` run on prompt/completion pairs: greedy completions are generated left-padded, the
     loss is averaged over tokens; BLEU, ROUGE-L, loss and perplexity are the same at batch sizes 1, 7 and 64."""
-    from finetune.testing import build_tiny_gpt2
+    from tests.builders import build_tiny_gpt2
 
     model = build_tiny_gpt2(tmp_path / "gpt2", generation_data["corpus"])
     run_dir = tmp_path / "run"
@@ -393,7 +393,7 @@ def test_generation_run_scores_do_not_depend_on_the_batch_size(cli, generation_d
 
 def test_text_perplexity_of_a_model_folder_does_not_depend_on_the_batch_size(cli, generation_data, tmp_path):
     """Packed blocks with a short last one: the Trainer's mean of batch losses would move with the batch size."""
-    from finetune.testing import build_tiny_gpt2
+    from tests.builders import build_tiny_gpt2
 
     model = build_tiny_gpt2(tmp_path / "gpt2", generation_data["corpus"])
     scores = _scores_by_batch_size(cli, model, tmp_path / "results", "--dataset", generation_data["text"],
@@ -405,7 +405,7 @@ def test_text_perplexity_of_a_model_folder_does_not_depend_on_the_batch_size(cli
 
 def test_summarization_scores_do_not_depend_on_the_batch_size(cli, generation_data, tmp_path):
     """A T5 model folder (task from its architecture, T5's 'summarize: ' prefix): ROUGE, BLEU, chrF exactly."""
-    from finetune.testing import build_tiny_t5
+    from tests.builders import build_tiny_t5
 
     model = build_tiny_t5(tmp_path / "t5", generation_data["corpus"])
     scores = _scores_by_batch_size(cli, model, tmp_path / "results", "--dataset", generation_data["documents"],

@@ -47,14 +47,14 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory) -> Path:
-    from finetune.testing import build_tiny_gpt2
+    from tests.builders import build_tiny_gpt2
 
     return build_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2", make_sentences(2000, seed=0))
 
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
-    from finetune.testing import build_tiny_llama
+    from tests.builders import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama", make_sentences(2000, seed=0))
 
@@ -65,15 +65,15 @@ def generate_args(model: Path, output: Path, *extra: object) -> list:
 
 
 def task_for(model: Path, **data: object):
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
     from finetune.tasks.causal_lm import CausalLMTask
 
     return CausalLMTask(load_recipe(base={"task": "generation"}, flags={"model": {"name": str(model)}, "data": data}))
 
 
 def tokenizer_of(model: Path):
-    from finetune.modeling import load_tokenizer
-    from finetune.recipe import ModelSection
+    from finetune.models.loading import load_tokenizer
+    from finetune.config.recipe import ModelSection
 
     return load_tokenizer(ModelSection(name=str(model)), config=None)
 
@@ -121,7 +121,7 @@ def test_packing_fills_every_block_and_loses_only_the_remainder(tiny_gpt2):
 
 
 def test_text_mode_packs_a_txt_file_with_eos_between_documents(tiny_gpt2, tmp_path):
-    from finetune.data import load_data
+    from finetune.data.sources import load_data
 
     text_file = tmp_path / "play.txt"
     text_file.write_text("ROMEO:\nBut soft!\n\nJULIET:\nAy me!\n\nROMEO:\nShe speaks.\n", encoding="utf-8")
@@ -144,7 +144,7 @@ def test_text_mode_packs_a_txt_file_with_eos_between_documents(tiny_gpt2, tmp_pa
 def test_prompt_tokens_and_padding_are_masked_and_eos_is_learned(model_fixture, request):
     import datasets
 
-    from finetune.data import LoadedData
+    from finetune.data.sources import LoadedData
 
     path = request.getfixturevalue(model_fixture)
     tokenizer = tokenizer_of(path)
@@ -190,7 +190,7 @@ def test_collator_labels_default_to_the_inputs_in_text_mode():
 def test_format_auto_finds_column_pairs_and_merges_alpaca_input(tiny_gpt2):
     import datasets
 
-    from finetune.data import LoadedData
+    from finetune.data.sources import LoadedData
     from finetune.errors import UserError
 
     rows = [{"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"},
@@ -209,7 +209,7 @@ def test_format_auto_finds_column_pairs_and_merges_alpaca_input(tiny_gpt2):
 def test_without_validation_data_the_tail_is_held_out(tiny_gpt2):
     import datasets
 
-    from finetune.data import LoadedData
+    from finetune.data.sources import LoadedData
 
     data = LoadedData(train=datasets.Dataset.from_dict({"text": [f"line {i}" for i in range(100)]}))
     task_for(tiny_gpt2).setup(data)
@@ -221,8 +221,8 @@ def test_without_validation_data_the_tail_is_held_out(tiny_gpt2):
 def test_left_padded_batches_generate_what_single_prompts_do(model_fixture, request):
     from transformers import AutoModelForCausalLM
 
-    from finetune.decoding import encode_prompt, generate_continuations
-    from finetune.recipe import GenerationSection
+    from finetune.tasks.decoding import encode_prompt, generate_continuations
+    from finetune.config.recipe import GenerationSection
 
     path = request.getfixturevalue(model_fixture)
     tokenizer = tokenizer_of(path)

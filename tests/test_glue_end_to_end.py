@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from finetune.benchmarks import GLUE_TASKS
+from finetune.data.glue import GLUE_TASKS
 from tests.conftest import requires_data
 
 # MNLI and QNLI ship no training split in the data folder: train on a dev split to exercise the path.

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from finetune.benchmarks import GLUE_TASKS, get_glue_task
+from finetune.data.glue import GLUE_TASKS, get_glue_task
 from finetune.errors import UserError
-from finetune.glue_files import available_glue_splits, find_glue_split, load_glue_split
+from finetune.data.glue_files import available_glue_splits, find_glue_split, load_glue_split
 
 DATA_DIR = Path(os.environ.get("FINETUNE_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 # Applied per test rather than module-wide, so that the task-table tests run without the data.
@@ -83,7 +83,7 @@ def test_unknown_task_suggests_the_closest():
 
 def test_modules_import_no_heavy_libraries():
     code = (
-        "import sys, finetune.benchmarks, finetune.glue_files; "
+        "import sys, finetune.data.glue, finetune.data.glue_files; "
         "heavy = {'torch', 'transformers', 'datasets', 'pandas', 'pyarrow'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

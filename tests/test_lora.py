@@ -16,14 +16,14 @@ pytest.importorskip("peft")
 
 @pytest.fixture(scope="module")
 def tiny_gpt2(tmp_path_factory) -> Path:
-    from finetune.testing import build_tiny_gpt2
+    from tests.builders import build_tiny_gpt2
 
     return build_tiny_gpt2(tmp_path_factory.mktemp("models") / "tiny-gpt2", make_sentences(1000, seed=0))
 
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory) -> Path:
-    from finetune.testing import build_tiny_llama
+    from tests.builders import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama", make_sentences(1000, seed=0))
 
@@ -36,7 +36,7 @@ def sentences_file(tmp_path_factory) -> Path:
 
 
 def recipe_for(task: str, model: Path, **peft: object):
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     return load_recipe(base={"task": task}, flags={"model": {"name": str(model)}, "peft": {"enabled": True, **peft}})
 
@@ -62,7 +62,7 @@ def test_only_adapter_weights_change_in_a_causal_lm(tiny_llama):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from finetune.lora import apply_lora, parameter_counts
+    from finetune.models.lora import apply_lora, parameter_counts
 
     model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), recipe_for("generation", tiny_llama))
     before = {name: value.detach().clone() for name, value in model.named_parameters()}
@@ -82,7 +82,7 @@ def test_classification_lora_trains_adapters_and_the_new_head(tiny_bert):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from finetune.lora import apply_lora
+    from finetune.models.lora import apply_lora
 
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     model = apply_lora(base, recipe_for("classification", tiny_bert))
@@ -119,7 +119,7 @@ def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_fil
     import torch
     from transformers import AutoModelForCausalLM
 
-    from finetune.lora import load_run_model
+    from finetune.models.lora import load_run_model
 
     output = tmp_path / "run"
     result = invoke(generate_args(tiny_llama, output, "--train-file", sentences_file, "--block-size", 32,
@@ -145,7 +145,7 @@ def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_fil
 def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_path):
     import csv
 
-    from finetune.predict import predict_texts
+    from finetune.tasks.predict_inputs import predict_texts
 
     train_rows, eval_rows = sentiment_rows
     files = {}
@@ -174,7 +174,7 @@ def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_p
 
 def test_summarize_with_lora(tmp_path):
     pytest.importorskip("finetune.tasks.seq2seq")
-    from finetune.testing import build_tiny_t5
+    from tests.builders import build_tiny_t5
 
     rows = [{"document": f"the {word} sat on the mat all day long", "summary": f"{word} sat"}
             for word in ("cat", "dog", "bird", "man", "child", "farmer") * 4]
@@ -204,7 +204,7 @@ def test_unknown_target_modules_are_a_user_error(tiny_gpt2):
     from transformers import AutoModelForCausalLM
 
     from finetune.errors import UserError
-    from finetune.lora import apply_lora
+    from finetune.models.lora import apply_lora
 
     with pytest.raises(UserError, match="c_attn"):  # the message lists the layers there are
         apply_lora(AutoModelForCausalLM.from_pretrained(tiny_gpt2),

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from finetune import metrics
+from finetune.tasks import metrics
 from finetune.errors import UserError
 
 rng = np.random.default_rng(0)
@@ -51,7 +51,7 @@ def test_add_batch_then_compute_equals_one_call():
 
 
 def test_glue_metric_sets():
-    from finetune.benchmarks import get_glue_task
+    from finetune.data.glue import get_glue_task
 
     result = metrics.compute(get_glue_task("mrpc").metrics, PREDICTIONS, LABELS)
     assert set(result) == {"f1", "accuracy"}

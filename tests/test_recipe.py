@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finetune.errors import UserError
-from finetune.recipe import Recipe, deep_merge, load_recipe, parse_overrides, shipped_recipe_names
+from finetune.config.recipe import Recipe, deep_merge, load_recipe, parse_overrides, shipped_recipe_names
 
 
 def write(path, data) -> str:
@@ -18,7 +18,7 @@ def write(path, data) -> str:
 
 @pytest.mark.parametrize("name", shipped_recipe_names())
 def test_every_shipped_recipe_validates_and_opens_with_its_command(name):
-    from finetune.recipe import find_recipe
+    from finetune.config.recipe import find_recipe
 
     path = find_recipe(name)
     recipe = load_recipe(path)

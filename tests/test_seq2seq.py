@@ -70,7 +70,7 @@ def invoke(args: list) -> object:
 
 @pytest.fixture(scope="module")
 def reversal(tmp_path_factory) -> dict[str, Path]:
-    from finetune.testing import build_tiny_t5
+    from tests.builders import build_tiny_t5
 
     work = tmp_path_factory.mktemp("reversal")
     train = write_jsonl(work / "train.jsonl", reversal_rows(1000, seed=0))
@@ -166,8 +166,8 @@ def _task(recipe_flags: dict, splits: dict):
     """A Seq2SeqTask set up on in-memory splits ({"train": rows, "validation": rows})."""
     import datasets
 
-    from finetune.data import LoadedData
-    from finetune.recipe import load_recipe
+    from finetune.data.sources import LoadedData
+    from finetune.config.recipe import load_recipe
     from finetune.tasks.seq2seq import Seq2SeqTask
 
     task_name = recipe_flags.pop("task")
@@ -249,8 +249,8 @@ def test_translation_reads_hub_style_rows(reversal):
 
 
 def test_line_aligned_text_files(tmp_path):
-    from finetune.data import load_data
-    from finetune.recipe import DataSection
+    from finetune.data.sources import load_data
+    from finetune.config.recipe import DataSection
 
     (tmp_path / "train.en").write_text("a cat\nthe dog\n", encoding="utf-8")
     (tmp_path / "train.de").write_text("eine Katze\nder Hund\n", encoding="utf-8")
@@ -284,7 +284,7 @@ MULTI = [["A cat sat on the mat.", "The cat was sitting. It was happy."], ["The 
 def test_rouge_equals_rouge_score_with_best_reference():
     from rouge_score import rouge_scorer
 
-    from finetune import metrics
+    from finetune.tasks import metrics
 
     kinds = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
     scorer = rouge_scorer.RougeScorer(kinds, use_stemmer=True)
@@ -306,7 +306,7 @@ def test_rouge_equals_rouge_score_with_best_reference():
 def test_bleu_and_chrf_equal_sacrebleu_single_and_multi_reference():
     import sacrebleu
 
-    from finetune import metrics
+    from finetune.tasks import metrics
 
     assert metrics.compute(["bleu", "chrf"], PREDICTIONS, SINGLE) == pytest.approx({
         "bleu": sacrebleu.corpus_bleu(PREDICTIONS, [SINGLE]).score,
@@ -332,7 +332,7 @@ def test_generated_length_counts_tokens_after_the_start_token():
 
 
 def test_tiny_bart_summarizes_end_to_end_and_predicts(cli, tmp_path):
-    from finetune.testing import build_tiny_bart
+    from tests.builders import build_tiny_bart
 
     documents = [{"document": f"{row['en']} . {row['de']} .", "summary": row["en"]} for row in reversal_rows(24, 7)]
     train = write_jsonl(tmp_path / "train.jsonl", documents[:16])
@@ -357,7 +357,7 @@ def test_tiny_bart_summarizes_end_to_end_and_predicts(cli, tmp_path):
 @pytest.fixture(scope="module")
 def real_t5(tmp_path_factory, data_dir) -> Path:
     """A tiny T5 whose tokenizer knows some English, German and dialogue text from the data folder."""
-    from finetune.testing import build_tiny_t5
+    from tests.builders import build_tiny_t5
 
     texts = []
     for name in ("translation/multi30k/train.en", "translation/multi30k/train.de"):
@@ -385,7 +385,7 @@ def test_multi30k_line_aligned_files_train_and_score(cli, data_dir, real_t5, tmp
 def test_dialogsum_with_three_references(cli, data_dir, real_t5, tmp_path):
     from rouge_score import rouge_scorer
 
-    from finetune.metrics import split_sentences
+    from finetune.tasks.metrics import split_sentences
 
     dialogsum = data_dir / "summarization" / "dialogsum"
     run_dir = tmp_path / "run"
@@ -422,7 +422,7 @@ def test_samsum_local_jsonl_columns(cli, data_dir, real_t5, tmp_path):
 
 
 def test_shipped_seq2seq_recipes_validate_and_open_with_their_command(cli):
-    from finetune.recipe import shipped_recipes_dir
+    from finetune.config.recipe import shipped_recipes_dir
 
     files = sorted(shipped_recipes_dir().glob("summarization/*.yaml")) + \
         sorted(shipped_recipes_dir().glob("translation/*.yaml"))

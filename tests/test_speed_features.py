@@ -24,7 +24,7 @@ def realistic_lengths(count: int, seed: int = 0) -> list[int]:
 def test_length_grouped_batches_pad_far_less_than_random_ones():
     import torch
 
-    from finetune.sampling import SeededLengthGroupedSampler, padding_efficiency
+    from finetune.data.sampling import SeededLengthGroupedSampler, padding_efficiency
 
     lengths = realistic_lengths(5000)
     grouped = list(SeededLengthGroupedSampler(lengths, BATCH, seed=42))
@@ -35,7 +35,7 @@ def test_length_grouped_batches_pad_far_less_than_random_ones():
 
 
 def test_each_batch_holds_similar_lengths_and_the_longest_comes_first():
-    from finetune.sampling import SeededLengthGroupedSampler
+    from finetune.data.sampling import SeededLengthGroupedSampler
 
     lengths = realistic_lengths(1000, seed=1)
     order = list(SeededLengthGroupedSampler(lengths, BATCH, seed=0))
@@ -50,7 +50,7 @@ def test_each_batch_holds_similar_lengths_and_the_longest_comes_first():
 
 
 def test_order_depends_only_on_seed_and_epoch():
-    from finetune.sampling import SeededLengthGroupedSampler
+    from finetune.data.sampling import SeededLengthGroupedSampler
 
     lengths = realistic_lengths(500, seed=2)
 
@@ -68,7 +68,7 @@ def test_order_depends_only_on_seed_and_epoch():
 def test_example_lengths_and_length_order_follow_selected_rows():
     import datasets
 
-    from finetune.sampling import example_lengths, length_order
+    from finetune.data.sampling import example_lengths, length_order
 
     dataset = datasets.Dataset.from_dict({"input_ids": [[1] * n for n in (3, 5, 1, 7, 2)]})
     assert example_lengths(dataset) == [3, 5, 1, 7, 2]
@@ -82,18 +82,18 @@ def test_example_lengths_and_length_order_follow_selected_rows():
 
 @pytest.fixture
 def cache_dir(tmp_path, monkeypatch) -> Path:
-    import finetune.caching
+    import finetune.data.caching
 
     monkeypatch.setenv("FINETUNE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("FINETUNE_NO_CACHE", raising=False)
-    monkeypatch.setattr(finetune.caching, "MIN_ROWS", 0)  # cache even the small splits of these tests
+    monkeypatch.setattr(finetune.data.caching, "MIN_ROWS", 0)  # cache even the small splits of these tests
     return tmp_path / "cache"
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from finetune.smoke import make_sentiment_rows
-    from finetune.testing import train_wordpiece_tokenizer
+    from finetune.training.smoke import make_sentiment_rows
+    from tests.builders import train_wordpiece_tokenizer
 
     return train_wordpiece_tokenizer([row["text"] for row in make_sentiment_rows(200, seed=0)])
 
@@ -101,8 +101,8 @@ def tokenizer():
 def sentiment_data(count: int = 300):
     import datasets
 
-    from finetune.data import LoadedData
-    from finetune.smoke import make_sentiment_rows
+    from finetune.data.sources import LoadedData
+    from finetune.training.smoke import make_sentiment_rows
 
     rows = make_sentiment_rows(count, seed=3)
     return LoadedData(train=datasets.Dataset.from_dict({"text": [row["text"] for row in rows],
@@ -110,7 +110,7 @@ def sentiment_data(count: int = 300):
 
 
 def classification_task(**data: object):
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
     from finetune.tasks import get_task
 
     recipe = load_recipe(base={"task": "classification"}, flags={"model": {"name": "unused"}, "data": data})
@@ -204,8 +204,8 @@ def test_file_backed_datasets_keep_their_key_across_loads(cache_dir, tmp_path, t
 def test_a_glue_file_is_parsed_once_until_it_changes(cache_dir, tmp_path, monkeypatch):
     import os
 
-    import finetune.glue_files as glue_files
-    from finetune.benchmarks import get_glue_task
+    import finetune.data.glue_files as glue_files
+    from finetune.data.glue import get_glue_task
 
     folder = tmp_path / "glue" / "SST-2"
     folder.mkdir(parents=True)
@@ -285,8 +285,8 @@ def test_packing_keeps_every_token():
 def test_cuda_only_speed_settings(monkeypatch):
     import torch
 
-    import finetune.training_args as training_args
-    from finetune.recipe import TrainSection
+    import finetune.training.arguments as training_args
+    from finetune.config.recipe import TrainSection
 
     monkeypatch.setattr(training_args, "has_cuda", lambda: False)
     assert training_args.speed_options(TrainSection(), use_cpu=False) == {"torch_compile": False}
@@ -302,8 +302,8 @@ def test_cuda_only_speed_settings(monkeypatch):
 
 
 def test_torch_compile_is_a_recipe_option(tmp_path):
-    from finetune.recipe import load_recipe
-    from finetune.training_args import build_training_arguments
+    from finetune.config.recipe import load_recipe
+    from finetune.training.arguments import build_training_arguments
 
     recipe = load_recipe(base={"task": "classification"}, overrides=["train.torch_compile=true"])
     task = SimpleNamespace(main_metric="accuracy",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from finetune.recipe import Recipe
+    from finetune.config.recipe import Recipe
     from finetune.tasks.base import Task
 
 

@@ -10,8 +10,8 @@ if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-    from finetune.data import LoadedData
-    from finetune.recipe import Recipe
+    from finetune.data.sources import LoadedData
+    from finetune.config.recipe import Recipe
 
 
 class Task(ABC):

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune import metrics as metric_registry
-from finetune.decoding import encode_prompt, generate_continuations
+from finetune.tasks import metrics as metric_registry
+from finetune.tasks.decoding import encode_prompt, generate_continuations
 from finetune.errors import UserError
 from finetune.tasks.base import Task
 from finetune.tasks.lm_inputs import (IGNORE_INDEX, CausalLMCollator, lines_to_documents, pack_blocks,
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
-    from finetune.data import LoadedData
-    from finetune.recipe import GenerationSection
+    from finetune.data.sources import LoadedData
+    from finetune.config.recipe import GenerationSection
 
 logger = logging.getLogger("finetune")
 
@@ -192,7 +192,7 @@ class CausalLMTask(Task):
     def load_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         from transformers import AutoModelForCausalLM
 
-        from finetune.modeling import load_config, load_pretrained, load_tokenizer
+        from finetune.models.loading import load_config, load_pretrained, load_tokenizer
 
         model_section = self.recipe.model
         config = load_config(model_section)
@@ -287,7 +287,7 @@ class CausalLMTask(Task):
 
     def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         after = self._generate(trainer, [ids for _, ids in self.sample_prompts], self.recipe.generation)
-        from finetune.report import write_text_atomic
+        from finetune.outputs.files import write_text_atomic
 
         lines = [json.dumps({"prompt": prompt, "before": before, "after": text}, ensure_ascii=False)
                  for (prompt, _), before, text in zip(self.sample_prompts, self.samples_before, after)]
@@ -328,7 +328,7 @@ class CausalLMTask(Task):
 
     def write_predictions(self, trainer: Trainer, raw: datasets.Dataset, tokenized: datasets.Dataset,
                           path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
-        from finetune.report import write_text_atomic
+        from finetune.outputs.files import write_text_atomic
 
         tokenizer = trainer.processing_class
         has_labels = self.format == "text" or "labels" in tokenized.column_names
@@ -375,9 +375,9 @@ def predict_run(run_dir: Path, prompts: list[str], settings: dict[str, Any], str
     settings overridden by `settings`; `stream` prints each continuation token by token as it is generated."""
     from transformers import AutoTokenizer
 
-    from finetune.lora import load_run_model
-    from finetune.predict import run_recipe_file
-    from finetune.recipe import GenerationSection, load_recipe
+    from finetune.models.lora import load_run_model
+    from finetune.tasks.predict_inputs import run_recipe_file
+    from finetune.config.recipe import GenerationSection, load_recipe
 
     run_dir = Path(run_dir)
     recipe_file = run_recipe_file(run_dir)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune import metrics as metric_registry
+from finetune.tasks import metrics as metric_registry
 from finetune.errors import UserError
 from finetune.tasks.base import Task
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
-    from finetune.data import LoadedData
+    from finetune.data.sources import LoadedData
 
 # Column names tried in order when the recipe does not name the text columns (pairs first).
 _TEXT_COLUMN_GUESSES = (
@@ -127,7 +127,7 @@ class ClassificationTask(Task):
     def load_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         from transformers import AutoModelForSequenceClassification
 
-        from finetune.modeling import load_config, load_pretrained, load_tokenizer
+        from finetune.models.loading import load_config, load_pretrained, load_tokenizer
 
         model_section = self.recipe.model
         num_labels = 1 if self.is_regression else len(self.label_names)
@@ -155,7 +155,7 @@ class ClassificationTask(Task):
                 encoded["labels"] = [self.label_id(value) for value in batch[self.label_column]]
             return encoded
 
-        from finetune.caching import map_cached
+        from finetune.data.caching import map_cached
 
         # A re-run with the same data, tokenizer and settings reads the tokenized split from the cache.
         return map_cached(split, encode, tokenizer=tokenizer, columns=[*self.text_columns, self.label_column],
@@ -170,7 +170,7 @@ class ClassificationTask(Task):
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest inputs first: each batch pads to its longest input, so batches of similar length compute
         less (SST-2 dev: half the positions). The metrics do not depend on the order."""
-        from finetune.sampling import length_order
+        from finetune.data.sampling import length_order
 
         if isinstance(trainer.eval_dataset, dict):
             trainer.eval_dataset = {name: split.select(length_order(split))
@@ -218,7 +218,7 @@ class ClassificationTask(Task):
                           path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
         import numpy as np
 
-        from finetune.sampling import length_order
+        from finetune.data.sampling import length_order
 
         # Longest first, so batches pad little; the rows go back to file order below.
         order = np.asarray(length_order(tokenized), dtype=np.int64)

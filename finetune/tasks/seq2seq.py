@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune import metrics as metric_registry
+from finetune.tasks import metrics as metric_registry
 from finetune.errors import UserError
 from finetune.tasks.base import Task
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import datasets
     from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
-    from finetune.data import LoadedData
+    from finetune.data.sources import LoadedData
 
 logger = logging.getLogger("finetune")
 
@@ -114,7 +114,7 @@ class Seq2SeqTask(Task):
         data = self.recipe.data
         if data.source_prefix is not None:
             return
-        from finetune.modeling import load_config
+        from finetune.models.loading import load_config
 
         model_type = load_config(self.recipe.model).model_type
         data.source_prefix = default_source_prefix(self.recipe.task, model_type, data.source_lang, data.target_lang)
@@ -124,7 +124,7 @@ class Seq2SeqTask(Task):
     def load_model(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         from transformers import AutoModelForSeq2SeqLM
 
-        from finetune.modeling import load_config, load_pretrained, load_tokenizer
+        from finetune.models.loading import load_config, load_pretrained, load_tokenizer
 
         section = self.recipe.model
         config = load_config(section)
@@ -232,7 +232,7 @@ class Seq2SeqTask(Task):
     def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         """The first evaluation split's predictions also go to RUN_DIR/predictions.jsonl, the file users look for."""
         if self.data.eval:
-            from finetune.train import PREDICTIONS_DIR
+            from finetune.training.run import PREDICTIONS_DIR
 
             first = run_dir / PREDICTIONS_DIR / f"{next(iter(self.data.eval))}.jsonl"
             if first.is_file():
@@ -312,7 +312,7 @@ def predict_run(run_dir: Path, texts: list[str], settings: dict[str, Any], strea
     import torch
     from transformers import AutoTokenizer
 
-    from finetune.lora import load_run_model
+    from finetune.models.lora import load_run_model
 
     recipe = _run_recipe(run_dir)
     data = recipe.get("data") or {}

@@ -74,7 +74,7 @@ def _row_to_input(row: dict[str, Any], file: Path) -> tuple[str, str | None]:
 def predict_texts(run_dir: Path, inputs: list[tuple[str, str | None]], batch_size: int = 32) -> list[Prediction]:
     if not run_dir.is_dir():
         raise UserError(f"Run directory not found: {run_dir}.")
-    from finetune.lora import is_adapter_dir, load_run_model
+    from finetune.models.lora import is_adapter_dir, load_run_model
 
     if not (run_dir / "config.json").is_file() and not is_adapter_dir(run_dir):
         raise UserError(f"{run_dir} holds no trained model (no config.json). Pass the run's output directory "

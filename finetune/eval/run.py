@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from finetune.errors import UserError
-from finetune.checkpoint_info import Checkpoint, checkpoint_slug, resolve_checkpoint
-from finetune.evaluation import SplitResult, evaluate_task
-from finetune.leaderboard import leaderboard, markdown_table, metric_columns, plot_by_step, write_tables
-from finetune.suites import (Benchmark, dataset_benchmark, find_task_key, higher_is_better, own_data_benchmark,
+from finetune.eval.checkpoints import Checkpoint, checkpoint_slug, resolve_checkpoint
+from finetune.eval.scoring import SplitResult, evaluate_task
+from finetune.eval.leaderboard import leaderboard, markdown_table, metric_columns, plot_by_step, write_tables
+from finetune.eval.suites import (Benchmark, dataset_benchmark, find_task_key, higher_is_better, own_data_benchmark,
                              resolve_benchmark, suite_score, task_score)
 
 
@@ -154,7 +154,7 @@ def _mapped_subject(specs: list[str], pairs: list[str], benchmark: Benchmark | N
 def results_document(scored: Scored, started: float) -> dict[str, Any]:
     """lm-evaluation-harness's results layout; its tools (make_table, ...) read it, metric keys are 'name,none'."""
     from finetune import __version__
-    from finetune.report import library_versions
+    from finetune.outputs.files import library_versions
 
     benchmark, results = scored.subject.benchmark, scored.results
     specs = benchmark.tasks
@@ -246,7 +246,7 @@ def run_evaluation(specs: list[str], *, benchmark: str | None = None, dataset: s
                                      data_dir=data_dir, overrides=overrides)
         scored = _score(subject, results)
         scored.path = output_dir / subject.name / f"{bench.slug}.json"
-        from finetune.report import write_json_atomic
+        from finetune.outputs.files import write_json_atomic
 
         write_json_atomic(scored.path, results_document(scored, started))
         files.append(scored.path)

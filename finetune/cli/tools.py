@@ -9,14 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from finetune.cli_app import OVERRIDES_HELP, app, recipes_app, user_errors
+from finetune.cli.app import OVERRIDES_HELP, app, recipes_app, user_errors
 
 
 @recipes_app.command("list")
 @user_errors
 def recipes_list() -> None:
     """Shipped recipes and what each is for."""
-    from finetune.recipe import find_recipe, read_yaml, shipped_recipe_names
+    from finetune.config.recipe import find_recipe, read_yaml, shipped_recipe_names
 
     for name in shipped_recipe_names():
         description = read_yaml(find_recipe(name)).get("description") or ""
@@ -27,7 +27,7 @@ def recipes_list() -> None:
 @user_errors
 def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name or file.")]) -> None:
     """Print a recipe file as written (comments included)."""
-    from finetune.recipe import find_recipe
+    from finetune.config.recipe import find_recipe
 
     typer.echo(find_recipe(name).read_text(encoding="utf-8"), nl=False)
 
@@ -40,7 +40,7 @@ def recipes_validate(
     resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
 ) -> None:
     """Check recipes (keys, types, extends) without running them."""
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     for file in files:
         recipe = load_recipe(file, overrides)
@@ -72,7 +72,7 @@ def predict(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
     """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
-    from finetune.predict import format_prediction, load_inputs, predict_texts, run_task
+    from finetune.tasks.predict_inputs import format_prediction, load_inputs, predict_texts, run_task
 
     task = run_task(run_dir)
     if task == "classification":
@@ -125,7 +125,7 @@ def evaluate(
                       "task=translation.")] = None,
 ) -> None:
     """Score checkpoints on a benchmark: finetune evaluate runs/a runs/b --benchmark glue/sst2"""
-    from finetune.evaluation_run import run_evaluation
+    from finetune.eval.run import run_evaluation
 
     report = run_evaluation(
         checkpoints or [], benchmark=benchmark, dataset=dataset, split=split, limit=limit, batch_size=batch_size,
@@ -145,7 +145,7 @@ def export(
 ) -> None:
     """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
     from finetune.errors import UserError
-    from finetune.lora import export_merged
+    from finetune.models.lora import export_merged
 
     if not merge:
         raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
@@ -161,7 +161,7 @@ def push(
     private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
 ) -> None:
     """Upload a run (model, tokenizer, model card, metrics, plots) to the Hugging Face Hub."""
-    from finetune.push import push_run
+    from finetune.outputs.push import push_run
 
     typer.echo(f"Pushed {run_dir} to {push_run(run_dir, repo_id, private=private)}")
 
@@ -170,7 +170,7 @@ def push(
 @user_errors
 def env_command() -> None:
     """Versions, devices, precision support, the Accelerate config in effect, and whether the Hub answers."""
-    from finetune.environment import describe
+    from finetune.training.environment import describe
 
     rows = describe()
     width = max(len(name) for name, _ in rows)
@@ -184,6 +184,6 @@ def smoke(
     output_dir: Annotated[Optional[Path], typer.Option(help="Keep the smoke run here. [default: a temp folder]")] = None,
 ) -> None:
     """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
-    from finetune.smoke import run_smoke
+    from finetune.training.smoke import run_smoke
 
-    raise typer.Exit(run_smoke(output_dir))
+    raise typer.Exit(run_smoke(output_dir, echo=typer.echo))

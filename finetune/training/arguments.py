@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from finetune.console import show_progress
-from finetune.distributed import world_size
+from finetune.training.distributed import world_size
 from finetune.errors import UserError
-from finetune.recipe import DistributedSection, Recipe, TrainSection
+from finetune.config.recipe import DistributedSection, Recipe, TrainSection
 
 
 def has_cuda() -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from finetune.recipe import GenerationSection
+    from finetune.config.recipe import GenerationSection
 
 
 def generation_kwargs(settings: GenerationSection, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from finetune.errors import UserError
 
 if TYPE_CHECKING:
-    from finetune.recipe import Recipe
-    from finetune.suites import BenchmarkTask
+    from finetune.config.recipe import Recipe
+    from finetune.eval.suites import BenchmarkTask
 
 FAMILIES = {"classification": "classification", "summarization": "seq2seq", "translation": "seq2seq",
             "generation": "generation"}
@@ -61,7 +61,7 @@ class Checkpoint:
 
 def checkpoint_slug(spec: str) -> str:
     """A readable folder name: runs/a -> runs__a, org/model -> org__model (lm-evaluation-harness's convention)."""
-    from finetune.suites import slugify
+    from finetune.eval.suites import slugify
 
     path = Path(spec).expanduser()
     if path.exists():
@@ -83,15 +83,15 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def resolve_checkpoint(spec: str) -> Checkpoint:
-    from finetune.lora import ADAPTER_CONFIG, is_adapter_dir
+    from finetune.models.lora import ADAPTER_CONFIG, is_adapter_dir
 
     path = Path(spec).expanduser()
     if not path.exists():
         if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
             raise UserError(f"Checkpoint not found: {spec}. Pass a run directory, a checkpoint-N folder in one, a "
                             f"model folder, a LoRA adapter folder or a Hub id.")
-        from finetune.modeling import load_config
-        from finetune.recipe import ModelSection
+        from finetune.models.loading import load_config
+        from finetune.config.recipe import ModelSection
 
         architecture = (load_config(ModelSection(name=spec)).architectures or [None])[0]
         return Checkpoint(spec, None, None, task_of_architecture(architecture), architecture,
@@ -102,7 +102,7 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
     in_run = _CHECKPOINT_DIR.search(path.name) is not None
     recipe_file = next((file for file in (path / "recipe.yaml", path.parent / "recipe.yaml")
                         if file.is_file() and (file.parent == path or in_run)), None)
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     recipe = load_recipe(recipe_file) if recipe_file else None
     config_dir = next((d for d in (path, path.parent) if (d / "config.json").is_file() and (d == path or adapter)),

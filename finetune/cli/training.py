@@ -12,8 +12,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from finetune.cli_app import Overrides, app, user_errors
-from finetune.distributed import LaunchConfig, inside_launcher, is_main_process, relaunch
+from finetune.cli.app import Overrides, app, user_errors
+from finetune.training.distributed import LaunchConfig, inside_launcher, is_main_process, relaunch
 
 
 def _flags(**pairs: Any) -> dict[str, Any]:
@@ -32,7 +32,7 @@ def _flags(**pairs: Any) -> dict[str, Any]:
 
 def _report(result: Any) -> None:
     """The end-of-run summary: what ran, how fast, how well, and where everything is."""
-    from finetune.card import headline_metrics
+    from finetune.outputs.card import headline_metrics
 
     metrics = result.metrics
     rows = [("task", metrics.get("task")), ("model", metrics.get("model")), ("data", metrics.get("data")),
@@ -115,7 +115,7 @@ def _common_flags(model, dataset, dataset_config, train_file, validation_file, t
 
 def _run_command(task: str, recipe: Optional[Path], overrides: Optional[list[str]], overwrite: bool,
                  dry_run: bool, launch: LaunchConfig, **flags: Any) -> None:
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     resolved = load_recipe(recipe, overrides, base={"task": task}, flags=_flags(**flags))
     if resolved.task != task:
@@ -284,7 +284,7 @@ def _text(path: Optional[Path]) -> Optional[str]:
 
 
 def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: Optional[LaunchConfig] = None) -> None:
-    from finetune.train import run
+    from finetune.training.run import run
 
     if dry_run:
         _check(recipe)
@@ -318,14 +318,14 @@ def train(
     main_process_ip: MainProcessIp = None, main_process_port: MainProcessPort = None,
 ) -> None:
     """Run any recipe: finetune train recipes/glue/sst2.yaml train.epochs=1"""
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     _train(load_recipe(recipe, overrides, flags=_flags(**{"train.resume": resume})), overwrite, dry_run,
            LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port))
 
 
 def _check(recipe: Any) -> None:
-    from finetune.check import check
+    from finetune.training.check import check
 
     typer.echo(f"Checking {recipe.task} run (nothing is trained):")
     typer.echo(check(recipe).render())
@@ -339,18 +339,7 @@ def check_command(
     overrides: Overrides = None,
 ) -> None:
     """Check a recipe before spending compute: data, columns, labels, tokenization, steps, devices."""
-    from finetune.recipe import load_recipe
+    from finetune.config.recipe import load_recipe
 
     _check(load_recipe(recipe, overrides))
 
-
-# After the training commands, so `finetune --help` lists those first.
-from finetune import cli_tools  # noqa: E402, F401  (registers predict, evaluate, export, ... on the app)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

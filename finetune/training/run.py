@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.card import model_card
-from finetune.checkpoints import interrupt_callback, resolve_resume
+from finetune.outputs.card import model_card
+from finetune.training.checkpoints import interrupt_callback, resolve_resume
 from finetune.console import show_progress, verbosity
-from finetune.data import load_data
-from finetune.distributed import barrier, is_main_process
+from finetune.data.sources import load_data
+from finetune.training.distributed import barrier, is_main_process
 from finetune.errors import TrainingInterrupted, UserError
-from finetune.plots import write_plots
-from finetune.recipe import Recipe
-from finetune.report import library_versions, write_json_atomic, write_text_atomic
-from finetune.training_args import build_training_arguments
+from finetune.outputs.plots import write_plots
+from finetune.config.recipe import Recipe
+from finetune.outputs.files import library_versions, write_json_atomic, write_text_atomic
+from finetune.training.arguments import build_training_arguments
 
 logger = logging.getLogger("finetune")
 
@@ -107,7 +107,7 @@ def evaluating_in_order(trainer_class: type) -> type:
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in dataset.column_names:
                 return super()._get_train_sampler(train_dataset)
-            from finetune.sampling import SeededLengthGroupedSampler, example_lengths
+            from finetune.data.sampling import SeededLengthGroupedSampler, example_lengths
 
             return SeededLengthGroupedSampler(
                 example_lengths(dataset), self.args.train_batch_size * self.args.gradient_accumulation_steps,
@@ -144,10 +144,10 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     set_seed(recipe.train.seed)
     model, tokenizer = task.load_model()
     if recipe.peft.enabled:
-        from finetune.lora import apply_lora
+        from finetune.models.lora import apply_lora
 
         model = apply_lora(model, recipe)
-    from finetune.lora import parameter_counts
+    from finetune.models.lora import parameter_counts
 
     parameters = parameter_counts(model)  # trainable vs total: what LoRA saves
 
@@ -197,7 +197,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
         if recipe.peft.enabled:
-            from finetune.lora import save_base_config
+            from finetune.models.lora import save_base_config
 
             save_base_config(trainer.model, staging)
         move_into(staging, run_dir)
@@ -222,7 +222,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         # metrics.json last: its presence marks a finished run.
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         if recipe.push_to_hub:
-            from finetune.push import push_run
+            from finetune.outputs.push import push_run
 
             metrics["pushed_to"] = push_run(run_dir, recipe.push_to_hub)
     return RunResult(run_dir=run_dir, metrics=metrics, main_metric=task.main_metric,

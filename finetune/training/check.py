@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetune.data import load_data
-from finetune.recipe import Recipe
+from finetune.data.sources import load_data
+from finetune.config.recipe import Recipe
 
 SAMPLE_SIZE = 1000
 
@@ -47,9 +47,9 @@ def _label_counts(task: Any, split: Any) -> str | None:
 
 
 def check(recipe: Recipe) -> CheckReport:
-    from finetune.modeling import load_config, load_tokenizer
+    from finetune.models.loading import load_config, load_tokenizer
     from finetune.tasks import get_task
-    from finetune.train import configure_library_logging
+    from finetune.training.run import configure_library_logging
 
     report = CheckReport()
     run_dir = recipe.resolved_output_dir()

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
-from finetune.hub import not_found_hint, prepare_for_hub
+from finetune.models.hub import not_found_hint, prepare_for_hub
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-    from finetune.recipe import ModelSection
+    from finetune.config.recipe import ModelSection
 
 
 def _source_kwargs(model: ModelSection) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from finetune.errors import UserError
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from finetune.recipe import ModelSection, Recipe
+    from finetune.config.recipe import ModelSection, Recipe
 
 MISSING_PEFT = "LoRA needs the peft package: pip install 'finetune[lora]'"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -147,8 +147,8 @@ def _base_model_section(run_dir: Path) -> ModelSection:
 
     import yaml
 
-    from finetune.predict import run_recipe_file
-    from finetune.recipe import ModelSection
+    from finetune.tasks.predict_inputs import run_recipe_file
+    from finetune.config.recipe import ModelSection
 
     recipe_file = run_recipe_file(run_dir)
     if recipe_file is not None:
@@ -174,7 +174,7 @@ def load_run_model(run_dir: Path, task: str) -> Any:
         require_peft()
         from peft import PeftModel
 
-        from finetune.modeling import load_pretrained
+        from finetune.models.loading import load_pretrained
 
         config_dir = run_dir if (run_dir / "config.json").is_file() else run_dir.parent
         kwargs: dict[str, Any] = {}
@@ -200,7 +200,7 @@ def export_merged(run_dir: Path, output_dir: Path) -> Path:
     """Fold a LoRA run's adapters into the base weights and save a plain transformers model + tokenizer."""
     from transformers import AutoTokenizer
 
-    from finetune.predict import run_recipe_file, run_task
+    from finetune.tasks.predict_inputs import run_recipe_file, run_task
 
     run_dir, output_dir = Path(run_dir), Path(output_dir)
     if not is_adapter_dir(run_dir):

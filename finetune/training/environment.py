@@ -10,8 +10,8 @@ from pathlib import Path
 def describe() -> list[tuple[str, str]]:
     import torch
 
-    from finetune.hub import hub_is_reachable
-    from finetune.report import library_versions
+    from finetune.models.hub import hub_is_reachable
+    from finetune.outputs.files import library_versions
 
     rows = [("platform", platform.platform()), *library_versions().items()]
     if torch.cuda.is_available():

@@ -86,7 +86,7 @@ class Benchmark(BaseModel):
 
 
 def benchmarks_dir() -> Path:
-    from finetune.recipe import shipped_recipes_dir
+    from finetune.config.recipe import shipped_recipes_dir
 
     return shipped_recipes_dir() / "benchmarks"
 
@@ -97,7 +97,7 @@ def shipped_benchmarks() -> list[str]:
 
 
 def load_benchmark_file(path: Path) -> Benchmark:
-    from finetune.recipe import read_yaml
+    from finetune.config.recipe import read_yaml
 
     data = read_yaml(path)
     data.setdefault("name", path.stem)

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from finetune.recipe import Recipe
+from finetune.config.recipe import Recipe
 
 PIPELINE_TAGS = {"classification": "text-classification", "summarization": "summarization",
                  "translation": "translation", "generation": "text-generation"}
@@ -22,7 +22,7 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _dataset_entry(recipe: Recipe) -> dict[str, Any]:
-    from finetune.data import GLUE_HUB_ID, glue_task_of
+    from finetune.data.sources import GLUE_HUB_ID, glue_task_of
 
     data = recipe.data
     glue = glue_task_of(data)

@@ -185,7 +185,7 @@ class Recipe(_Section):
 
 def shipped_recipes_dir() -> Path:
     """`recipes/` of the source checkout (override with FINETUNE_RECIPES_DIR)."""
-    return Path(os.environ.get("FINETUNE_RECIPES_DIR", Path(__file__).resolve().parents[1] / "recipes"))
+    return Path(os.environ.get("FINETUNE_RECIPES_DIR", Path(__file__).resolve().parents[2] / "recipes"))
 
 
 def shipped_recipe_names() -> list[str]:

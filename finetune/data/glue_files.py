@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from finetune.benchmarks import GlueTask, get_glue_task
+from finetune.data.glue import GlueTask, get_glue_task
 from finetune.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
@@ -311,7 +311,7 @@ def load_glue_split(task: GlueTask, data_dir: str | Path, split: str) -> dataset
     path = _find(task, root, split)
     if path is None:
         raise _missing_split_error(task, root, split)
-    from finetune.caching import cached_file_dataset
+    from finetune.data.caching import cached_file_dataset
 
     # A re-run reads the parsed split back (memory-mapped Arrow) instead of parsing the file again.
     read = _read_parquet if path.suffix == ".parquet" else _read_tsv

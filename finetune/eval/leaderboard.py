@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from finetune.report import write_text_atomic
-from finetune.suites import higher_is_better
+from finetune.outputs.files import write_text_atomic
+from finetune.eval.suites import higher_is_better
 
 
 def _cell(value: Any) -> str:

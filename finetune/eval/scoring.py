@@ -8,7 +8,7 @@ Two things are added on top, because scores must not depend on how the evaluatio
 - classification labels are matched by name between the checkpoint's `id2label` and the data's label names;
 - for generative tasks the loss (and perplexity) is the mean over all scored tokens, not the Trainer's mean of
   per-batch means, which moves with the batch size whenever examples differ in length.
-What a checkpoint is: `finetune.checkpoint_info`. Orchestration, results files: `finetune.evaluation_run`.
+What a checkpoint is: `finetune.eval.checkpoints`. Orchestration, results files: `finetune.eval.run`.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.checkpoint_info import FAMILIES, Checkpoint, evaluation_task_name
+from finetune.eval.checkpoints import FAMILIES, Checkpoint, evaluation_task_name
 from finetune.errors import UserError
-from finetune.suites import BenchmarkTask, result_key
+from finetune.eval.suites import BenchmarkTask, result_key
 
 if TYPE_CHECKING:
     import datasets
 
-    from finetune.recipe import Recipe
+    from finetune.config.recipe import Recipe
 
 logger = logging.getLogger("finetune")
 
@@ -44,7 +44,7 @@ _GENERIC_LABEL = re.compile(r"LABEL_\d+$")
 def evaluation_recipe(checkpoint: Checkpoint, spec: BenchmarkTask, task_name: str, data_dir: str | None,
                       overrides: list[str]) -> Recipe:
     """The run's recipe (or the defaults) pointed at the benchmark's data and at the checkpoint's weights."""
-    from finetune.recipe import build_recipe, parse_overrides
+    from finetune.config.recipe import build_recipe, parse_overrides
 
     base = checkpoint.recipe.model_dump(mode="json") if checkpoint.recipe else {}
     base.update(task=task_name, peft={"enabled": False}, output_dir=None)
@@ -94,7 +94,7 @@ def fingerprint(split: datasets.Dataset) -> str:
 
 
 def _load_eval_data(recipe: Recipe, spec: BenchmarkTask, splits: list[str] | None) -> Any:
-    from finetune.data import LoadedData, load_data
+    from finetune.data.sources import LoadedData, load_data
 
     loaded: LoadedData | None = None
     for split in splits or [None]:
@@ -206,9 +206,9 @@ def token_loss(model: Any, dataset: datasets.Dataset, collator: Any, batch_size:
 def _load_model(checkpoint: Checkpoint, recipe: Recipe) -> tuple[Any, Any]:
     import transformers
 
-    from finetune.lora import AUTO_CLASSES, load_run_model
-    from finetune.modeling import load_pretrained, load_tokenizer
-    from finetune.recipe import ModelSection
+    from finetune.models.lora import AUTO_CLASSES, load_run_model
+    from finetune.models.loading import load_pretrained, load_tokenizer
+    from finetune.config.recipe import ModelSection
 
     if checkpoint.path is not None:
         model = load_run_model(checkpoint.path, recipe.task)  # full weights, or base model + LoRA adapter
@@ -261,11 +261,11 @@ def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, pr
     import numpy as np
     from transformers import AutoConfig
 
-    from finetune.recipe import parse_overrides
+    from finetune.config.recipe import parse_overrides
     from finetune.tasks import get_task
     import torch
 
-    from finetune.train import evaluating_in_order, configure_library_logging
+    from finetune.training.run import evaluating_in_order, configure_library_logging
 
     task_name = evaluation_task_name(checkpoint, spec, parse_overrides(overrides or [], "--set"))
     recipe = evaluation_recipe(checkpoint, spec, task_name, data_dir, overrides or [])

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from finetune.benchmarks import GlueTask, get_glue_task
+from finetune.data.glue import GlueTask, get_glue_task
 from finetune.errors import UserError, did_you_mean
-from finetune.recipe import DataSection
+from finetune.config.recipe import DataSection
 
 if TYPE_CHECKING:
     import datasets
@@ -82,7 +82,7 @@ def _load_glue(task: GlueTask, data: DataSection) -> LoadedData:
     eval_splits = [data.eval_split] if data.eval_split else list(task.eval_splits)
     test_splits = [data.test_split] if data.test_split else []
     if data.data_dir:
-        from finetune.glue_files import load_glue_split
+        from finetune.data.glue_files import load_glue_split
 
         def read(split: str) -> datasets.Dataset:
             return load_glue_split(task, data.data_dir, split)
@@ -283,7 +283,7 @@ def split_dataset_id(name: str, config: str | None) -> tuple[str, str | None]:
 
 
 def _load_hub_dict(name: str, config: str | None, data: DataSection) -> dict[str, datasets.Dataset]:
-    from finetune.hub import not_found_hint, prepare_for_hub
+    from finetune.models.hub import not_found_hint, prepare_for_hub
 
     prepare_for_hub(name)
     import datasets

@@ -16,7 +16,7 @@ def push_run(run_dir: Path, repo_id: str, private: bool = False, token: str | No
         raise UserError(f"{run_dir} holds no trained model: push a finished run directory.")
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise UserError(f"--repo-id '{repo_id}' must look like user/name or org/name.")
-    from finetune.hub import hub_is_reachable
+    from finetune.models.hub import hub_is_reachable
 
     from huggingface_hub import HfApi, get_token
 

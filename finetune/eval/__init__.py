@@ -1,0 +1,2 @@
+"""`finetune evaluate`: what a checkpoint is, scoring it on benchmark tasks, suites, results files, leaderboards.
+"""

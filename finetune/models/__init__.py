@@ -1,0 +1,2 @@
+"""Models: loading configs, tokenizers and weights with readable errors, Hub reachability, LoRA adapters.
+"""
