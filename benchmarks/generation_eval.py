@@ -5,7 +5,7 @@
 
 No pretrained generative model can be loaded offline here, so both models are random but of a realistic shape for
 CPU work (width 256, 4 layers; T5: 4 encoder + 4 decoder layers) with tokenizers trained on Multi30k (the
-tokenizer builders of finetune.testing). Data: the English-German pairs of Multi30k val, as a
+tokenizer builders of tests.builders). Data: the English-German pairs of Multi30k val, as a
 source/target jsonl for the T5 model (scored as summarization: ROUGE, BLEU) and as a prompt/completion jsonl
 (`"<English> =" -> " <German>"`) for the GPT-2 model. Greedy decoding, 32 new tokens at most.
 
@@ -17,7 +17,7 @@ Rows, each a fresh process:
 - `finetune evaluate --batch-size 32`: its default path: batches sorted by length (longest first), left-padded
   prompts for the decoder-only model.
 
-For the GPT-2 model, two more rows isolate generation: finetune.decoding.generate_continuations (what its
+For the GPT-2 model, two more rows isolate generation: finetune.tasks.decoding.generate_continuations (what its
 evaluation and `finetune predict` generate with: batches sorted by length, left-padded) with batch size 1 and 32,
 on the same prompts, in one process.
 
@@ -52,7 +52,7 @@ def build_worker(folder: str, texts: list[str]) -> dict[str, Any]:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-    from finetune.testing import train_byte_bpe_tokenizer, train_t5_tokenizer
+    from tests.builders import train_byte_bpe_tokenizer, train_t5_tokenizer
 
     root = Path(folder)
     tokenizer = train_t5_tokenizer(texts, vocab_size=4000)
@@ -75,8 +75,8 @@ def generation_only_worker(model_dir: str, data_file: str, batch_size: int) -> d
     """finetune's decoder-only generation path with batching off and on, same prompts, same process."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finetune.decoding import encode_prompt, generate_continuations
-    from finetune.recipe import GenerationSection
+    from finetune.tasks.decoding import encode_prompt, generate_continuations
+    from finetune.config.schema import GenerationSection
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token  # as modeling.load_tokenizer does
@@ -120,7 +120,7 @@ def one_at_a_time_worker(model_dir: str, kind: str, data_file: str) -> dict[str,
         if kind == "causal":
             output = output[:, encoded["input_ids"].shape[1]:]
         predictions.append(tokenizer.decode(output[0], skip_special_tokens=True).strip())
-    from finetune import metrics
+    from finetune.tasks import metrics
 
     if kind == "seq2seq":
         scores = metrics.compute(("rouge", "bleu", "chrf"), predictions, references)

@@ -4,7 +4,7 @@
     python benchmarks/mixed_precision.py --quick    # 640 examples, 1 round
     python benchmarks/mixed_precision.py --cpu      # no GPU: fp32 against bf16 on the CPU (fp16 is GPU-only here)
 
-Each variant is `finetune.train.run(recipe)` (the code path of `finetune classify`) in a fresh process, with only
+Each variant is `finetune.training.run.run(recipe)` (the code path of `finetune classify`) in a fresh process, with only
 `train.mixed_precision` changed; evaluation is off during training and run once at the end on the full SST-2 dev
 set, so the table also shows that speed was not bought with accuracy.
 """
@@ -23,8 +23,8 @@ from _common import (LoadTracker, append_results, markdown_table, median, minilm
 
 
 def train_worker(precision: str, examples: int, model: str, data_dir: str, use_cpu: bool) -> dict[str, Any]:
-    from finetune.recipe import load_recipe
-    from finetune.train import run
+    from finetune.config.loading import load_recipe
+    from finetune.training.run import run
 
     with tempfile.TemporaryDirectory() as output:
         recipe = load_recipe(overrides=[

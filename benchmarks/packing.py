@@ -14,7 +14,7 @@ compared, on the same token ids, with what users otherwise do:
 
 Packing efficiency = real tokens / token positions computed (padding is computed but not real); tokens kept =
 tokens in the training examples / tokens in the documents (with their EOS). The tokenizer is a byte-level BPE
-trained on the text by finetune.testing (no GPT-2 tokenizer offline); data is read, split (5% held out for
+trained on the text by tests.builders (no GPT-2 tokenizer offline); data is read, split (5% held out for
 evaluation when there is no validation file) and tokenized by finetune's own task code, in a fresh process.
 """
 
@@ -33,7 +33,7 @@ BATCH_SIZE = 8
 
 
 def efficiency(lengths: list[int], order: list[int], batch_size: int) -> float:
-    from finetune.sampling import padding_efficiency
+    from finetune.data.sampling import padding_efficiency
 
     return padding_efficiency(lengths, order, batch_size)
 
@@ -41,11 +41,11 @@ def efficiency(lengths: list[int], order: list[int], batch_size: int) -> float:
 def pack_worker(text_file: str, block_size: int, folder: str) -> dict[str, Any]:
     import torch
 
-    from finetune.data import load_data
-    from finetune.recipe import load_recipe
-    from finetune.sampling import length_grouped_indices
+    from finetune.data.sources import load_data
+    from finetune.config.loading import load_recipe
+    from finetune.data.sampling import length_grouped_indices
     from finetune.tasks import get_task
-    from finetune.testing import build_tiny_gpt2
+    from tests.builders import build_tiny_gpt2
 
     lines = Path(text_file).read_text(encoding="utf-8").splitlines()
     model_dir = build_tiny_gpt2(Path(folder) / f"gpt2-{Path(text_file).stem}", lines[:20000], vocab_size=2000)

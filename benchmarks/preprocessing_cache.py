@@ -40,8 +40,8 @@ def prepare_worker(model: str, flags: dict[str, Any], env: dict[str, str]) -> di
     import datasets  # noqa: F401  (imported before the clock starts, as are the others)
     from transformers import AutoTokenizer
 
-    from finetune.data import load_data
-    from finetune.recipe import load_recipe
+    from finetune.data.sources import load_data
+    from finetune.config.loading import load_recipe
     from finetune.tasks import get_task
 
     recipe = load_recipe(base={"task": "classification"}, flags={"model": {"name": model}, **flags})

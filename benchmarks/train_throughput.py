@@ -12,7 +12,7 @@ variants; the variants' order rotates from round to round:
   random order (train_sampling_strategy="random");
 - dynamic padding: the same Trainer, unpadded tokenization, DataCollatorWithPadding (each batch padded to its
   longest example), random order;
-- finetune: `finetune.train.run(recipe)` (the code path of `finetune classify`) with its defaults, except
+- finetune: `finetune.training.run.run(recipe)` (the code path of `finetune classify`) with its defaults, except
   `train.eval_strategy=no`, so that its training time, like the baselines', covers training only.
 
 Reported per variant: training samples/s (the Trainer's own train_samples_per_second, median over rounds), padding
@@ -120,9 +120,9 @@ def finetune_worker(model: str, data_dir: str, train_samples: int, epochs: float
     import os
 
     os.environ["FINETUNE_VERBOSITY"] = "quiet"
-    from finetune.recipe import load_recipe
+    from finetune.config.loading import load_recipe
     from finetune.tasks.classification import ClassificationTask
-    from finetune.train import run
+    from finetune.training.run import run
 
     counts = {"real": 0, "computed": 0, "batches": 0}
     load_model = ClassificationTask.load_model

@@ -43,7 +43,7 @@ def test_single_sentence_classifier_learns(sentiment_run):
 def test_run_directory_reloads(sentiment_run):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from finetune.config.recipe import load_recipe
+    from finetune.config.loading import load_recipe
 
     run_dir, validation = sentiment_run
     assert (run_dir / "model.safetensors").is_file()

@@ -10,7 +10,7 @@ import pytest
 
 from finetune.data.sources import load_data, split_dataset_id
 from finetune.errors import UserError
-from finetune.config.recipe import DataSection
+from finetune.config.schema import DataSection
 
 ROWS = [{"text": f"sentence {i}", "label": "positive" if i % 2 else "negative"} for i in range(10)]
 

@@ -83,7 +83,7 @@ def test_missing_deepspeed_is_a_clear_error(cli, tmp_path, tiny_bert, dp_data):
 
 
 def test_fsdp_and_deepspeed_options_map_to_the_trainer():
-    from finetune.config.recipe import load_recipe
+    from finetune.config.loading import load_recipe
     from finetune.training.arguments import deepspeed_config, engine_options
 
     recipe = load_recipe(overrides=["distributed.fsdp=full_shard auto_wrap", "distributed.fsdp_wrap=[BertLayer]"])

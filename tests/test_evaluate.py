@@ -228,12 +228,13 @@ def test_glue_score_arithmetic_on_the_leaderboards_bert_large_row():
 def test_glue_suite_lists_the_nine_tasks_with_the_official_metrics():
     from finetune.data.glue import GLUE_TASKS
     from finetune.eval.suites import resolve_benchmark
+    from finetune.tasks import family_of_dataset
 
     glue = resolve_benchmark("glue")
     assert set(glue.tasks) == set(GLUE_TASKS) - {"ax"}
     for name, spec in glue.tasks.items():
         assert tuple(spec.metrics) == GLUE_TASKS[name].metrics or set(spec.metrics) == set(GLUE_TASKS[name].metrics)
-        assert spec.dataset == f"glue/{name}" and spec.kind() == "classification"
+        assert spec.dataset == f"glue/{name}" and family_of_dataset(spec.dataset).name == "classification"
 
 
 def test_a_suite_file_scores_each_task_with_its_checkpoint(cli, sentiment_run, sentiment_rows, tmp_path):

@@ -65,15 +65,15 @@ def generate_args(model: Path, output: Path, *extra: object) -> list:
 
 
 def task_for(model: Path, **data: object):
-    from finetune.config.recipe import load_recipe
-    from finetune.tasks.causal_lm import CausalLMTask
+    from finetune.config.loading import load_recipe
+    from finetune.tasks import get_task
 
-    return CausalLMTask(load_recipe(base={"task": "generation"}, flags={"model": {"name": str(model)}, "data": data}))
+    return get_task(load_recipe(base={"task": "generation"}, flags={"model": {"name": str(model)}, "data": data}))
 
 
 def tokenizer_of(model: Path):
     from finetune.models.loading import load_tokenizer
-    from finetune.config.recipe import ModelSection
+    from finetune.config.schema import ModelSection
 
     return load_tokenizer(ModelSection(name=str(model)), config=None)
 
@@ -222,7 +222,7 @@ def test_left_padded_batches_generate_what_single_prompts_do(model_fixture, requ
     from transformers import AutoModelForCausalLM
 
     from finetune.tasks.decoding import encode_prompt, generate_continuations
-    from finetune.config.recipe import GenerationSection
+    from finetune.config.schema import GenerationSection
 
     path = request.getfixturevalue(model_fixture)
     tokenizer = tokenizer_of(path)
@@ -279,12 +279,16 @@ def test_predict_prints_a_continuation(trained_run):
 
 
 def test_predict_streams_token_by_token_to_stdout(trained_run, capsys):
-    from finetune.tasks.causal_lm import predict_run
+    from finetune.tasks.base import PredictRequest
+    from finetune.tasks.predict import predict
 
-    outputs = predict_run(trained_run, ["the dog", "my sister"], {"max_new_tokens": 5}, stream=True)
+    inputs = [("the dog", None), ("my sister", None)]
+    _, streamed = predict(trained_run, PredictRequest(inputs, {"max_new_tokens": 5}, stream=True))
+    outputs = [record["output"] for record in streamed]
     printed = capsys.readouterr().out
     assert all(output and output in printed for output in outputs)
-    assert outputs == predict_run(trained_run, ["the dog", "my sister"], {"max_new_tokens": 5})
+    _, batched = predict(trained_run, PredictRequest(inputs, {"max_new_tokens": 5}))
+    assert outputs == [record["output"] for record in batched]
 
 
 def test_prompt_completion_run_reports_bleu_rouge_and_writes_completions(tiny_llama, corpus, tmp_path):

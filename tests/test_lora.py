@@ -35,10 +35,12 @@ def sentences_file(tmp_path_factory) -> Path:
     return path
 
 
-def recipe_for(task: str, model: Path, **peft: object):
-    from finetune.config.recipe import load_recipe
+def lora_for(task: str, **peft: object):
+    """(peft section, PEFT task type) of a LoRA run of `task`, as training passes them to apply_lora."""
+    from finetune.config.schema import PeftSection
+    from finetune.tasks import get_family
 
-    return load_recipe(base={"task": task}, flags={"model": {"name": str(model)}, "peft": {"enabled": True, **peft}})
+    return PeftSection(enabled=True, **peft), get_family(task).peft_task_type
 
 
 def train_a_few_steps(model, batch: dict, steps: int = 3) -> None:
@@ -64,7 +66,7 @@ def test_only_adapter_weights_change_in_a_causal_lm(tiny_llama):
 
     from finetune.models.lora import apply_lora, parameter_counts
 
-    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), recipe_for("generation", tiny_llama))
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_llama), *lora_for("generation"))
     before = {name: value.detach().clone() for name, value in model.named_parameters()}
     ids = torch.randint(0, 100, (4, 12))
     train_a_few_steps(model, {"input_ids": ids, "labels": ids})
@@ -85,7 +87,7 @@ def test_classification_lora_trains_adapters_and_the_new_head(tiny_bert):
     from finetune.models.lora import apply_lora
 
     base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    model = apply_lora(base, recipe_for("classification", tiny_bert))
+    model = apply_lora(base, *lora_for("classification"))
     before = {name: value.detach().clone() for name, value in model.named_parameters()}
     train_a_few_steps(model, {"input_ids": torch.randint(5, 100, (4, 10)), "labels": torch.tensor([0, 1, 0, 1])})
 
@@ -132,7 +134,7 @@ def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_fil
 
     ids = torch.randint(0, 200, (2, 16))
     with torch.inference_mode():
-        adapter_logits = load_run_model(output, "generation")(input_ids=ids).logits
+        adapter_logits = load_run_model(output, "AutoModelForCausalLM")(input_ids=ids).logits
         merged_logits = AutoModelForCausalLM.from_pretrained(merged_dir)(input_ids=ids).logits  # plain transformers
         base_logits = AutoModelForCausalLM.from_pretrained(tiny_llama)(input_ids=ids).logits
     torch.testing.assert_close(merged_logits, adapter_logits, atol=1e-5, rtol=1e-5)
@@ -145,7 +147,8 @@ def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_fil
 def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_path):
     import csv
 
-    from finetune.tasks.predict_inputs import predict_texts
+    from finetune.tasks.base import PredictRequest
+    from finetune.tasks.predict import predict
 
     train_rows, eval_rows = sentiment_rows
     files = {}
@@ -165,11 +168,11 @@ def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_p
     assert metrics["trainable_parameters"] < metrics["total_parameters"]
 
     texts = [("a gorgeous witty film", None), ("dull and awful", None)]
-    from_adapter = predict_texts(output, texts)
-    assert {prediction.label for prediction in from_adapter} <= {"negative", "positive"}
+    _, from_adapter = predict(output, PredictRequest(texts))
+    assert {prediction["label"] for prediction in from_adapter} <= {"negative", "positive"}
     assert invoke(["export", output, "--merge"]).exit_code == 0
-    from_merged = predict_texts(output / "merged", texts)
-    assert [p.score for p in from_merged] == pytest.approx([p.score for p in from_adapter], abs=1e-5)
+    _, from_merged = predict(output / "merged", PredictRequest(texts))
+    assert [p["score"] for p in from_merged] == pytest.approx([p["score"] for p in from_adapter], abs=1e-5)
 
 
 def test_summarize_with_lora(tmp_path):
@@ -208,7 +211,7 @@ def test_unknown_target_modules_are_a_user_error(tiny_gpt2):
 
     with pytest.raises(UserError, match="c_attn"):  # the message lists the layers there are
         apply_lora(AutoModelForCausalLM.from_pretrained(tiny_gpt2),
-                   recipe_for("generation", tiny_gpt2, target_modules=["q_proj"]))
+                   *lora_for("generation", target_modules=["q_proj"]))
 
 
 def test_export_refuses_a_run_without_adapters(tmp_path):

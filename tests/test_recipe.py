@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finetune.errors import UserError
-from finetune.config.recipe import Recipe, deep_merge, load_recipe, parse_overrides, shipped_recipe_names
+from finetune.config.schema import Recipe
+from finetune.config.loading import deep_merge, load_recipe, parse_overrides, shipped_recipe_names
 
 
 def write(path, data) -> str:
@@ -18,7 +19,7 @@ def write(path, data) -> str:
 
 @pytest.mark.parametrize("name", shipped_recipe_names())
 def test_every_shipped_recipe_validates_and_opens_with_its_command(name):
-    from finetune.config.recipe import find_recipe
+    from finetune.config.loading import find_recipe
 
     path = find_recipe(name)
     recipe = load_recipe(path)
@@ -89,8 +90,18 @@ def test_wrong_type_and_bad_yaml(tmp_path):
 
 
 def test_default_model_follows_the_task():
-    assert load_recipe().model.name == "bert-base-uncased"
-    assert load_recipe(overrides=["task=generation"]).model.name == "gpt2"
+    from finetune.tasks import complete
+
+    assert complete(load_recipe()).model.name == "bert-base-uncased"
+    assert complete(load_recipe(overrides=["task=generation"])).model.name == "gpt2"
+    assert complete(load_recipe(overrides=["model.name=my/model"])).model.name == "my/model"
+
+
+def test_an_unknown_task_names_the_known_ones():
+    from finetune.tasks import complete
+
+    with pytest.raises(UserError, match="Unknown task 'clasification'. Did you mean 'classification'"):
+        complete(load_recipe(overrides=["task=clasification"]))
 
 
 def test_resolved_recipe_round_trips(tmp_path):

@@ -95,12 +95,12 @@ class FakeHubApi:
 def test_push_uploads_the_run_without_checkpoints(cli, run_dir, monkeypatch):
     import huggingface_hub
 
-    import finetune.models.hub
+    import finetune.hub
 
     path, _ = run_dir
     FakeHubApi.calls = []
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
-    monkeypatch.setattr(finetune.models.hub, "hub_is_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(finetune.hub, "hub_is_reachable", lambda timeout=3.0: True)
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     result = cli(["push", path, "--repo-id", "someone/tiny-sentiment", "--private"])
     assert result.exit_code == 0, result.output

@@ -149,13 +149,15 @@ def test_predict_generates_for_a_seq2seq_run(cli, reversal_run):
 
 
 def test_predict_from_a_checkpoint_uses_the_parent_recipe(reversal_run, tmp_path):
-    from finetune.tasks.seq2seq import predict_run
+    from finetune.tasks.base import PredictRequest
+    from finetune.tasks.predict import predict
 
     # A checkpoint-N folder holds model and tokenizer but no recipe.yaml; the run's own recipe applies.
     checkpoint = tmp_path / "run" / "checkpoint-300"
     shutil.copytree(reversal_run, checkpoint, ignore=shutil.ignore_patterns("recipe.yaml", "predictions*"))
     shutil.copy(reversal_run / "recipe.yaml", tmp_path / "run")
-    outputs = predict_run(checkpoint, ["red cat dog"], {"max_new_tokens": 4})
+    _, records = predict(checkpoint, PredictRequest([("red cat dog", None)], {"max_new_tokens": 4}))
+    outputs = [record["output"] for record in records]
     assert len(outputs) == 1 and 1 <= len(outputs[0].split()) <= 4
 
 
@@ -167,14 +169,14 @@ def _task(recipe_flags: dict, splits: dict):
     import datasets
 
     from finetune.data.sources import LoadedData
-    from finetune.config.recipe import load_recipe
-    from finetune.tasks.seq2seq import Seq2SeqTask
+    from finetune.config.loading import load_recipe
+    from finetune.tasks import get_task
 
     task_name = recipe_flags.pop("task")
     recipe = load_recipe(base={"task": task_name}, flags=recipe_flags)
     loaded = {name: datasets.Dataset.from_list(rows) for name, rows in splits.items()}
     data = LoadedData(train=loaded.pop("train", None), eval=loaded, source="memory")
-    task = Seq2SeqTask(recipe)
+    task = get_task(recipe)
     task.setup(data)
     return task, data
 
@@ -201,7 +203,7 @@ def test_tokenize_applies_prefix_and_pads_labels_with_minus_100(reversal):
 
 
 def test_explicit_empty_prefix_and_bart_get_no_prefix(reversal, tmp_path):
-    from finetune.tasks.seq2seq import default_source_prefix, language_name
+    from finetune.tasks.seq2seq_generation import default_source_prefix, language_name
 
     task, _ = _task({"task": "translation", "model": {"name": str(reversal["model"])},
                      "data": {"source_lang": "en", "target_lang": "de", "source_prefix": ""}},
@@ -250,7 +252,7 @@ def test_translation_reads_hub_style_rows(reversal):
 
 def test_line_aligned_text_files(tmp_path):
     from finetune.data.sources import load_data
-    from finetune.config.recipe import DataSection
+    from finetune.config.schema import DataSection
 
     (tmp_path / "train.en").write_text("a cat\nthe dog\n", encoding="utf-8")
     (tmp_path / "train.de").write_text("eine Katze\nder Hund\n", encoding="utf-8")
@@ -322,9 +324,9 @@ def test_bleu_and_chrf_equal_sacrebleu_single_and_multi_reference():
 def test_generated_length_counts_tokens_after_the_start_token():
     import numpy as np
 
-    from finetune.tasks.seq2seq import _clean_ids, generated_length
+    from finetune.tasks.seq2seq_generation import clean_ids, generated_length
 
-    generated = _clean_ids(np.array([[0, 5, 6, 1, 0], [0, 7, 1, -100, -100]]), pad_token_id=0)
+    generated = clean_ids(np.array([[0, 5, 6, 1, 0], [0, 7, 1, -100, -100]]), pad_token_id=0)
     assert generated_length(generated, pad_token_id=0) == pytest.approx((3 + 2) / 2)
 
 
@@ -422,7 +424,7 @@ def test_samsum_local_jsonl_columns(cli, data_dir, real_t5, tmp_path):
 
 
 def test_shipped_seq2seq_recipes_validate_and_open_with_their_command(cli):
-    from finetune.config.recipe import shipped_recipes_dir
+    from finetune.config.loading import shipped_recipes_dir
 
     files = sorted(shipped_recipes_dir().glob("summarization/*.yaml")) + \
         sorted(shipped_recipes_dir().glob("translation/*.yaml"))

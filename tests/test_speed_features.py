@@ -110,7 +110,7 @@ def sentiment_data(count: int = 300):
 
 
 def classification_task(**data: object):
-    from finetune.config.recipe import load_recipe
+    from finetune.config.loading import load_recipe
     from finetune.tasks import get_task
 
     recipe = load_recipe(base={"task": "classification"}, flags={"model": {"name": "unused"}, "data": data})
@@ -286,7 +286,7 @@ def test_cuda_only_speed_settings(monkeypatch):
     import torch
 
     import finetune.training.arguments as training_args
-    from finetune.config.recipe import TrainSection
+    from finetune.config.schema import TrainSection
 
     monkeypatch.setattr(training_args, "has_cuda", lambda: False)
     assert training_args.speed_options(TrainSection(), use_cpu=False) == {"torch_compile": False}
@@ -302,7 +302,7 @@ def test_cuda_only_speed_settings(monkeypatch):
 
 
 def test_torch_compile_is_a_recipe_option(tmp_path):
-    from finetune.config.recipe import load_recipe
+    from finetune.config.loading import load_recipe
     from finetune.training.arguments import build_training_arguments
 
     recipe = load_recipe(base={"task": "classification"}, overrides=["train.torch_compile=true"])

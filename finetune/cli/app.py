@@ -74,4 +74,12 @@ def _main(
         os.environ[VERBOSITY_VARIABLE] = "quiet" if quiet else "verbose"
 
 
+def load_task_recipe(path: Any, overrides: list[str] | None = None, **layers: Any) -> Any:
+    """The recipe for a command, checked against the task registry (a known task, its default model)."""
+    from finetune.config.loading import load_recipe
+    from finetune.tasks import complete
+
+    return complete(load_recipe(path, overrides, **layers))
+
+
 Overrides = Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)]

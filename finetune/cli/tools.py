@@ -9,14 +9,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from finetune.cli.app import OVERRIDES_HELP, app, recipes_app, user_errors
+from finetune.cli.app import OVERRIDES_HELP, app, load_task_recipe, recipes_app, user_errors
 
 
 @recipes_app.command("list")
 @user_errors
 def recipes_list() -> None:
     """Shipped recipes and what each is for."""
-    from finetune.config.recipe import find_recipe, read_yaml, shipped_recipe_names
+    from finetune.config.loading import find_recipe, read_yaml, shipped_recipe_names
 
     for name in shipped_recipe_names():
         description = read_yaml(find_recipe(name)).get("description") or ""
@@ -27,7 +27,7 @@ def recipes_list() -> None:
 @user_errors
 def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name or file.")]) -> None:
     """Print a recipe file as written (comments included)."""
-    from finetune.config.recipe import find_recipe
+    from finetune.config.loading import find_recipe
 
     typer.echo(find_recipe(name).read_text(encoding="utf-8"), nl=False)
 
@@ -40,10 +40,8 @@ def recipes_validate(
     resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
 ) -> None:
     """Check recipes (keys, types, extends) without running them."""
-    from finetune.config.recipe import load_recipe
-
     for file in files:
-        recipe = load_recipe(file, overrides)
+        recipe = load_task_recipe(file, overrides)
         typer.echo(f"ok  {file}  ({recipe.task}, model {recipe.model.name}, "
                    f"data {recipe.data.dataset or recipe.data.train_file})")
         if resolved:
@@ -72,32 +70,26 @@ def predict(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
     """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
-    from finetune.tasks.predict_inputs import format_prediction, load_inputs, predict_texts, run_task
+    import json
 
-    task = run_task(run_dir)
-    if task == "classification":
-        inputs = load_inputs(text or [], text_pair or [], file)
-        for item in predict_texts(run_dir, inputs, batch_size=batch_size):
-            typer.echo(format_prediction(item, as_json=json_output))
-        return
-    settings = {key: value for key, value in {
+    from finetune.cli.inputs import load_inputs
+    from finetune.tasks.base import PredictRequest
+    from finetune.tasks.predict import family_of_run
+
+    family, recipe = family_of_run(run_dir)  # first: a folder without a model fails with a clear message
+    generation = {key: value for key, value in {
         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
         "num_beams": num_beams}.items() if value is not None}
     if temperature is not None or top_p is not None or top_k is not None:
-        settings["do_sample"] = True
-    texts = [source for source, _ in load_inputs([*(text or []), *(prompt or [])], [], file)]
-    if task == "generation":
-        from finetune.tasks.causal_lm import predict_run
-    else:
-        from finetune.tasks.seq2seq import predict_run
-    outputs = predict_run(run_dir, texts, settings, stream=not json_output and sys.stdout.isatty())
-    for source, output in zip(texts, outputs):
+        generation["do_sample"] = True
+    request = PredictRequest(load_inputs([*(text or []), *(prompt or [])], text_pair or [], file), generation,
+                             batch_size=batch_size, stream=not json_output and sys.stdout.isatty())
+    for record in family.task_class.predict(run_dir, recipe, family, request):
         if json_output:
-            import json
-
-            typer.echo(json.dumps({"input": source, "output": output}, ensure_ascii=False))
-        elif not sys.stdout.isatty():
-            typer.echo(output)
+            typer.echo(json.dumps({key: value for key, value in record.items() if key != "streamed"},
+                                  ensure_ascii=False))
+        elif (line := family.task_class.format_prediction(record)) is not None:
+            typer.echo(line)
 
 
 @app.command()
@@ -111,11 +103,11 @@ def evaluate(
                                   "[default: each run's own evaluation data]")] = None,
     dataset: Annotated[Optional[str], typer.Option(
         help="Score on any dataset instead: a Hub id, glue/<task>, or a local file or folder.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to score. [default: the evaluation split(s)]")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split to score. Default: the evaluation split(s).")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N examples of each split.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Evaluation batch size (scores do not depend on it).")] = 32,
     data_dir: Annotated[Optional[Path], typer.Option(
-        help="Folder of GLUE data on disk. [default: the run's data.data_dir]")] = None,
+        help="Folder of GLUE data on disk. Default: the run's data.data_dir.")] = None,
     output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
         "results"),
     all_checkpoints: Annotated[bool, typer.Option(
@@ -141,15 +133,17 @@ def evaluate(
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
     merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Where to write. [default: RUN_DIR/merged]")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Where to write. Default: RUN_DIR/merged.")] = None,
 ) -> None:
     """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
     from finetune.errors import UserError
-    from finetune.models.lora import export_merged
+    from finetune.models.lora import export_merged, require_adapter_folder
+    from finetune.tasks.predict import family_of_run
 
     if not merge:
         raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
-    written = export_merged(run_dir, output_dir or run_dir / "merged")
+    family, _ = family_of_run(require_adapter_folder(run_dir))
+    written = export_merged(run_dir, output_dir or run_dir / "merged", family.auto_model)
     typer.echo(f"Merged model written to {written}")
 
 
@@ -181,7 +175,7 @@ def env_command() -> None:
 @app.command()
 @user_errors
 def smoke(
-    output_dir: Annotated[Optional[Path], typer.Option(help="Keep the smoke run here. [default: a temp folder]")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(help="Keep the smoke run here. Default: a temporary folder.")] = None,
 ) -> None:
     """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
     from finetune.training.smoke import run_smoke

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.compat import dataset_fingerprint, dataset_from_arrow_file
+
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedTokenizerBase
@@ -94,7 +96,7 @@ def dataset_identity(dataset: datasets.Dataset, columns: Sequence[str]) -> str:
     """What a split holds: its fingerprint when it is backed by Arrow files on disk (datasets derives that from
     the files and every transform since, deterministically), else a hash of the Arrow data of `columns`."""
     if dataset.cache_files:
-        return f"fingerprint:{dataset._fingerprint}"
+        return f"fingerprint:{dataset_fingerprint(dataset)}"
     import pyarrow as pa
 
     present = [column for column in columns if column in dataset.column_names]
@@ -148,13 +150,15 @@ def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
 
 def map_cached(split: datasets.Dataset, function: Callable[[dict[str, list]], dict[str, list]], *,
                tokenizer: PreTrainedTokenizerBase | None, columns: Sequence[str], settings: dict[str, Any],
-               remove_columns: Sequence[str] | None = None, desc: str = "Tokenizing") -> datasets.Dataset:
+               remove_columns: Sequence[str] | None = None, desc: str = "Tokenizing",
+               batch_size: int | None = 1000) -> datasets.Dataset:
     """`split.map(function, batched=True)`, read back from the cache when the same data was mapped the same way.
 
     `columns` are the columns `function` reads; `settings` every other input it depends on (max_length, label
     mapping, prefixes...): both go into the key, with the tokenizer and the source of the module of `function`.
+    `batch_size=None` maps the whole split as one batch (packing, which runs over one stream of tokens).
     """
-    kwargs: dict[str, Any] = {"batched": True, "desc": desc,
+    kwargs: dict[str, Any] = {"batched": True, "batch_size": batch_size, "desc": desc,
                               "remove_columns": list(split.column_names if remove_columns is None else remove_columns)}
     key = digest(CACHE_VERSION, "map", dataset_identity(split, columns), list(columns),
                  tokenizer_identity(tokenizer) if tokenizer is not None else None, settings,
@@ -192,10 +196,8 @@ def cached_file_dataset(path: str | Path, build: Callable[[], datasets.Dataset],
     target = root / "files" / f"{key}.arrow"
     if target.is_file():
         try:
-            from datasets.table import MemoryMappedTable
-
             # The fingerprint the first run gave it, so keys derived from it (tokenization) match across runs.
-            return datasets.Dataset(MemoryMappedTable.from_file(str(target)), fingerprint=key[:32])
+            return dataset_from_arrow_file(target, fingerprint=key[:32])
         except (OSError, ValueError) as error:  # a damaged cache file: parse again
             logger.info("Ignoring the unreadable cache file %s (%s)", target, error)
     with warnings.catch_warnings(record=True) as caught:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from finetune.data.glue import GlueTask, get_glue_task
 from finetune.errors import UserError, did_you_mean
-from finetune.config.recipe import DataSection
+from finetune.config.schema import DataSection
 
 if TYPE_CHECKING:
     import datasets
@@ -45,6 +45,19 @@ def glue_task_of(data: DataSection) -> GlueTask | None:
         if name.lower().startswith(prefix):
             return get_glue_task(name[len(prefix):])
     return None
+
+
+def dataset_card_entry(data: DataSection) -> dict[str, Any]:
+    """The model card's description of the data: name, Hub type (or path), config and split."""
+    glue = glue_task_of(data)
+    if glue is not None:
+        return {"name": f"GLUE {glue.name.upper()}", "type": GLUE_HUB_ID, "config": glue.name,
+                "split": data.eval_split or glue.eval_splits[0]}
+    name = data.dataset or data.train_file or "local data"
+    entry = {"name": Path(name).name if Path(name).exists() else name, "type": name}
+    if data.config:
+        entry["config"] = data.config
+    return entry
 
 
 def load_data(data: DataSection, *, need_train: bool = True) -> LoadedData:
@@ -283,7 +296,7 @@ def split_dataset_id(name: str, config: str | None) -> tuple[str, str | None]:
 
 
 def _load_hub_dict(name: str, config: str | None, data: DataSection) -> dict[str, datasets.Dataset]:
-    from finetune.models.hub import not_found_hint, prepare_for_hub
+    from finetune.hub import not_found_hint, prepare_for_hub
 
     prepare_for_hub(name)
     import datasets

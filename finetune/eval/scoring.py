@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import sys
 import tempfile
 import time
@@ -24,27 +23,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.eval.checkpoints import FAMILIES, Checkpoint, evaluation_task_name
+from finetune.eval.checkpoints import Checkpoint, evaluation_task_name
 from finetune.errors import UserError
 from finetune.eval.suites import BenchmarkTask, result_key
 
 if TYPE_CHECKING:
     import datasets
 
-    from finetune.config.recipe import Recipe
+    from finetune.config.schema import Recipe
+    from finetune.tasks.base import TaskFamily
 
 logger = logging.getLogger("finetune")
 
 # Recipe data keys that describe how the model reads its input; they carry over to any benchmark's data.
 _KEPT_DATA_KEYS = ("max_length", "max_target_length", "source_prefix", "source_lang", "target_lang", "format",
                    "block_size")
-_GENERIC_LABEL = re.compile(r"LABEL_\d+$")
 
 
 def evaluation_recipe(checkpoint: Checkpoint, spec: BenchmarkTask, task_name: str, data_dir: str | None,
                       overrides: list[str]) -> Recipe:
     """The run's recipe (or the defaults) pointed at the benchmark's data and at the checkpoint's weights."""
-    from finetune.config.recipe import build_recipe, parse_overrides
+    from finetune.config.loading import build_recipe, parse_overrides
 
     base = checkpoint.recipe.model_dump(mode="json") if checkpoint.recipe else {}
     base.update(task=task_name, peft={"enabled": False}, output_dir=None)
@@ -113,159 +112,31 @@ def _load_eval_data(recipe: Recipe, spec: BenchmarkTask, splits: list[str] | Non
     return loaded
 
 
-def _checkpoint_label_names(config: Any) -> list[str] | None:
-    """The checkpoint's label names in id order; None for a regressor or generic LABEL_0, LABEL_1 names."""
-    if config.num_labels == 1 and config.problem_type == "regression":
-        return None
-    names = [str(config.id2label[index]) for index in range(config.num_labels)]
-    return None if all(_GENERIC_LABEL.match(name) for name in names) else names
-
-
-def _preset_label_names(recipe: Recipe, data: Any, config: Any) -> None:
-    """Data without label names of its own (a csv of strings or ints) takes the checkpoint's: then a small --limit
-    that misses a label cannot change the label ids. GLUE and ClassLabel data keep theirs; names are matched below."""
-    from finetune.tasks.classification import _LABEL_COLUMN_GUESSES
-
-    names = _checkpoint_label_names(config)
-    if recipe.data.label_names or data.glue_task is not None or names is None:
-        return
-    split = next(iter(data.eval.values()))
-    column = recipe.data.label_column or next((c for c in _LABEL_COLUMN_GUESSES if c in split.column_names), None)
-    if column is None or column not in split.column_names or getattr(split.features[column], "names", None):
-        return
-    if any(isinstance(value, float) and not value.is_integer() for value in split[column][:1000]):
-        return  # regression data
-    # In the order `finetune classify` gives such data (sorted values), which decides F1's positive class.
-    recipe.data.label_names = sorted(names, key=lambda name: (not name.lstrip("-").isdigit(),
-                                                             int(name) if name.lstrip("-").isdigit() else name))
-
-
-def label_permutation(task: Any, config: Any, checkpoint: str) -> list[int] | None:
-    """data label id -> checkpoint label id, matched by name; None when they already agree."""
-    if task.is_regression or config.num_labels == 1:
-        if task.is_regression != (config.num_labels == 1):
-            kind = "a regression (one score)" if task.is_regression else f"{len(task.label_names)}-class"
-            raise UserError(f"{checkpoint} has {config.num_labels} output(s) but the data is {kind} task. "
-                            f"Evaluate a checkpoint trained for this task.")
-        return None
-    names = _checkpoint_label_names(config)
-    data = list(task.label_names)
-    if names is None:
-        if config.num_labels != len(data):
-            raise UserError(f"{checkpoint} has {config.num_labels} unnamed labels but the data has {len(data)} "
-                            f"({', '.join(data)}).")
-        logger.warning("%s has no label names (LABEL_0, ...): assuming they are in the data's order (%s).",
-                       checkpoint, ", ".join(data))
-        return None
-    if names == data:
-        return None
-    missing = [name for name in data if name not in names]
-    extra = [name for name in names if name not in data]
-    if missing or extra:
-        problem = (f"the data's label(s) {', '.join(missing)} are not among the checkpoint's" if missing
-                   else f"the checkpoint's label(s) {', '.join(extra)} are not in the data")
-        raise UserError(f"Labels do not match: {problem}. Checkpoint {checkpoint}: {', '.join(names)}; data: "
-                        f"{', '.join(data)}. Evaluate on data with the same labels (or set data.label_names).")
-    return [names.index(name) for name in data]
-
-
-def _permuted_metrics(task: Any, to_data: Any) -> Any:
-    """compute_metrics for a checkpoint whose label ids differ from the data's: scores in the data's label ids,
-    so F1's positive class stays the data's (GLUE: label 1)."""
-    import numpy as np
-
-    def compute(prediction: Any) -> dict[str, float]:
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return task.score(to_data[np.argmax(logits, axis=-1)], to_data[np.asarray(prediction.label_ids)])
-
-    return compute
-
-
-def token_loss(model: Any, dataset: datasets.Dataset, collator: Any, batch_size: int, shift: bool) -> float:
-    """Mean negative log-likelihood over every scored token (labels != -100) of the split; batch-size independent."""
-    import torch
-
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    model.eval()
-    for start in range(0, len(dataset), batch_size):
-        batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
-        batch = {key: value.to(device) for key, value in batch.items() if hasattr(value, "to")}
-        labels = batch.pop("labels")
-        with torch.inference_mode():
-            logits = model(**batch).logits
-        if shift:  # causal LM: position t predicts token t + 1
-            logits, labels = logits[:, :-1], labels[:, 1:]
-        losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100,
-                                                   reduction="none")
-        total += float(losses.double().sum())
-        count += int((labels != -100).sum())
-    return total / count if count else float("nan")
-
-
-def _load_model(checkpoint: Checkpoint, recipe: Recipe) -> tuple[Any, Any]:
+def _load_model(checkpoint: Checkpoint, recipe: Recipe, family: TaskFamily) -> tuple[Any, Any]:
     import transformers
 
-    from finetune.models.lora import AUTO_CLASSES, load_run_model
+    from finetune.config.schema import ModelSection
     from finetune.models.loading import load_pretrained, load_tokenizer
-    from finetune.config.recipe import ModelSection
 
     if checkpoint.path is not None:
-        model = load_run_model(checkpoint.path, recipe.task)  # full weights, or base model + LoRA adapter
+        model = family.load_trained_model(checkpoint.path)  # full weights, or base model + LoRA adapter
     else:
-        model = load_pretrained(getattr(transformers, AUTO_CLASSES[recipe.task]), recipe.model)
+        model = load_pretrained(getattr(transformers, family.auto_model), recipe.model)
     model.eval()
     tokenizer = load_tokenizer(ModelSection(name=checkpoint.tokenizer_source), model.config)
     return model, tokenizer
-
-
-def _prepare(task: Any, recipe: Recipe, model: Any, tokenizer: Any) -> None:
-    """What Task.load_model leaves behind, for a model loaded from a checkpoint as it was saved."""
-    if model.config.pad_token_id is None or recipe.task == "generation":
-        model.config.pad_token_id = tokenizer.pad_token_id  # GPT-2 style: pad with eos, as in training
-    if recipe.task == "generation":
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if FAMILIES[recipe.task] == "seq2seq":
-        from finetune.tasks.seq2seq import configure_generation
-
-        configure_generation(model.generation_config, recipe.generation.model_dump())
-    task.model, task.tokenizer = model, tokenizer
-
-
-def _settings(recipe: Recipe, task: Any, model: Any, tokenizer: Any, batch_size: int, device: str,
-              permutation: list[int] | None) -> dict[str, Any]:
-    family = FAMILIES[recipe.task]
-    settings: dict[str, Any] = {
-        "task": recipe.task, "batch_size": batch_size, "device": device,
-        "dtype": str(getattr(model, "dtype", "")).removeprefix("torch."),
-        "padding_side": ("right (loss), left (generation)" if family == "generation" else tokenizer.padding_side),
-        "pad_token": tokenizer.pad_token, "max_length": recipe.data.max_length,
-    }
-    if family == "classification":
-        settings.update(label_names=list(task.label_names) if not task.is_regression else None,
-                        label_mapping="by name (checkpoint order differs)" if permutation else "identity")
-    else:
-        settings["generation"] = recipe.generation.model_dump(exclude={"num_samples", "sample_prompts"})
-    if family == "seq2seq":
-        settings.update(max_target_length=recipe.data.max_target_length, source_prefix=recipe.data.source_prefix)
-    if family == "generation":
-        settings.update(format=getattr(task, "format", None), block_size=getattr(task, "block_size", None),
-                        loss="mean over scored tokens")
-    return settings
 
 
 def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, predictions_dir: Path, *,
                   batch_size: int = 32, limit: int | None = None, split: str | None = None,
                   data_dir: str | None = None, overrides: list[str] | None = None) -> list[SplitResult]:
     """Score `checkpoint` on one benchmark task: one SplitResult per split, predictions written as jsonl."""
-    import numpy as np
+    import torch
     from transformers import AutoConfig
 
-    from finetune.config.recipe import parse_overrides
+    from finetune.config.loading import parse_overrides
     from finetune.tasks import get_task
-    import torch
-
-    from finetune.training.run import evaluating_in_order, configure_library_logging
+    from finetune.training.trainer import configure_library_logging, evaluating_in_order
 
     task_name = evaluation_task_name(checkpoint, spec, parse_overrides(overrides or [], "--set"))
     recipe = evaluation_recipe(checkpoint, spec, task_name, data_dir, overrides or [])
@@ -282,22 +153,12 @@ def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, pr
     # may treat its training split differently, e.g. drop a partial last block).
     first = next(iter(data.eval.values()))
     data.train = data.train if data.train is not None else first.select(range(len(first)))
-    config = AutoConfig.from_pretrained(checkpoint.config_source) if FAMILIES[task_name] == "classification" else None
-    if config is not None:
-        _preset_label_names(recipe, data, config)
+    task.prepare_for_checkpoint(data, AutoConfig.from_pretrained(checkpoint.config_source))
     task.setup(data)
 
-    model, tokenizer = _load_model(checkpoint, recipe)
-    _prepare(task, recipe, model, tokenizer)
-    permutation = label_permutation(task, model.config, checkpoint.spec) if config is not None else None
-    # Tokenized while the task still holds the data's label ids; moved to the checkpoint's ids below.
-    tokenized_splits = {name: task.tokenize(raw, tokenizer) for name, raw in data.eval.items()}
-    compute_metrics = task.compute_metrics
-    if permutation is not None:
-        to_checkpoint = np.asarray(permutation)
-        compute_metrics = _permuted_metrics(task, np.argsort(to_checkpoint))
-        checkpoint_names = [str(model.config.id2label[i]) for i in range(model.config.num_labels)]
-        task.label_names, task.label2id = checkpoint_names, {name: i for i, name in enumerate(checkpoint_names)}
+    model, tokenizer = _load_model(checkpoint, recipe, task.family)
+    compute_metrics = task.adopt_model(model, tokenizer, checkpoint.spec)
+    tokenized_splits = {name: task.relabel(task.tokenize(raw, tokenizer)) for name, raw in data.eval.items()}
 
     results: list[SplitResult] = []
     with tempfile.TemporaryDirectory(prefix="finetune-evaluate-") as workdir:
@@ -306,15 +167,14 @@ def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, pr
             disable_tqdm=not sys.stderr.isatty(), use_cpu=recipe.train.use_cpu,
             dataloader_pin_memory=torch.cuda.is_available())
         trainer = evaluating_in_order(task.trainer_class())(model=model, args=args, processing_class=tokenizer,
-                                                  data_collator=task.data_collator(tokenizer),
-                                                  compute_metrics=compute_metrics)
-        settings = _settings(recipe, task, trainer.model, tokenizer, batch_size, str(args.device), permutation)
+                                                            data_collator=task.data_collator(tokenizer),
+                                                            compute_metrics=compute_metrics)
+        settings = {"task": recipe.task, "batch_size": batch_size, "device": str(args.device),
+                    "dtype": str(getattr(trainer.model, "dtype", "")).removeprefix("torch."),
+                    "pad_token": tokenizer.pad_token, **task.evaluation_settings(tokenizer)}
         for split_name, raw in data.eval.items():
             key = result_key(task_key, split_name, list(data.eval))
             tokenized = tokenized_splits[split_name]
-            if permutation is not None and "labels" in tokenized.column_names:
-                tokenized = tokenized.map(lambda batch: {"labels": [permutation[i] for i in batch["labels"]]},
-                                          batched=True)
             path = predictions_dir / f"{key}.jsonl"
             start = time.perf_counter()
             metrics = task.write_predictions(trainer, raw, tokenized, path, "eval")
@@ -323,15 +183,7 @@ def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, pr
                        if isinstance(value, (int, float)) and not name.endswith(
                            ("_runtime", "_per_second", "_before_training", "_preparation_time"))}
             metrics.pop("epoch", None)
-            if FAMILIES[task_name] != "classification" and len(tokenized) and (
-                    "labels" in tokenized.column_names or getattr(task, "format", None) == "text"):
-                loss = token_loss(trainer.model, tokenized, task.data_collator(tokenizer), batch_size,
-                                  shift=FAMILIES[task_name] == "generation")
-                metrics["loss"] = loss
-                if FAMILIES[task_name] == "generation":
-                    from finetune.tasks.causal_lm import perplexity
-
-                    metrics["perplexity"] = perplexity(loss)
+            metrics.update(task.extra_scores(trainer.model, tokenized, batch_size))
             results.append(SplitResult(key, task_key, split_name, checkpoint, metrics, task.main_metric, len(raw),
                                        originals[split_name], runtime, fingerprint(raw), path,
                                        {**settings, "split": split_name, "source": data.source}))

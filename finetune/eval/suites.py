@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from finetune.errors import UserError, did_you_mean
 
-TaskName = Literal["classification", "summarization", "translation", "generation"]
 # What `DataSection` key a benchmark task may set besides the source (columns, labels, prefixes, lengths).
 _DATA_SOURCE_KEYS = ("dataset", "config", "data_dir", "validation_file")
 
@@ -31,7 +30,7 @@ class BenchmarkTask(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: TaskName | None = Field(None, description="The kind of checkpoint it scores. Default: from the dataset.")
+    task: str | None = Field(None, description="The task it scores checkpoints as. Default: from the dataset.")
     dataset: str | None = Field(None, description="glue/<task>, a Hub id or a local path.")
     config: str | None = Field(None, description="Hub dataset configuration.")
     data_dir: str | None = Field(None, description="GLUE data folder. Default: --data-dir, else the run's.")
@@ -49,13 +48,6 @@ class BenchmarkTask(BaseModel):
             split = values.pop("split")
             values.setdefault("splits", [split] if isinstance(split, str) else split)
         return values
-
-    def kind(self) -> str | None:
-        """The task kind this benchmark task expects: given, or classification for GLUE data."""
-        if self.task:
-            return self.task
-        name = (self.dataset or "").lower()
-        return "classification" if name.startswith(("glue/", "nyu-mll/glue")) else None
 
     def data_section(self, data_dir: str | None) -> dict[str, Any]:
         """The recipe `data:` keys that point at this task's data."""
@@ -86,7 +78,7 @@ class Benchmark(BaseModel):
 
 
 def benchmarks_dir() -> Path:
-    from finetune.config.recipe import shipped_recipes_dir
+    from finetune.config.loading import shipped_recipes_dir
 
     return shipped_recipes_dir() / "benchmarks"
 
@@ -97,7 +89,7 @@ def shipped_benchmarks() -> list[str]:
 
 
 def load_benchmark_file(path: Path) -> Benchmark:
-    from finetune.config.recipe import read_yaml
+    from finetune.config.loading import read_yaml
 
     data = read_yaml(path)
     data.setdefault("name", path.stem)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
-from finetune.models.hub import not_found_hint, prepare_for_hub
+from finetune.hub import not_found_hint, prepare_for_hub
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-    from finetune.config.recipe import ModelSection
+    from finetune.config.schema import ModelSection
 
 
 def _source_kwargs(model: ModelSection) -> dict[str, Any]:

@@ -6,6 +6,7 @@ asking without it is a UserError that names the install command.
 A LoRA run directory holds `adapter_model.safetensors` + `adapter_config.json` (written by PEFT through
 `trainer.save_model`) and the base model's `config.json` (with the task's labels, see `save_base_config`), instead of
 full weights. `load_run_model` loads either kind of run; `export_merged` folds the adapters into a plain model.
+The caller names the transformers Auto class and PEFT task type (its task family's): nothing here knows tasks.
 """
 
 from __future__ import annotations
@@ -18,21 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.compat import conv1d_class, peft_default_lora_targets
 from finetune.errors import UserError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from finetune.config.recipe import ModelSection, Recipe
+    from finetune.config.schema import ModelSection, PeftSection
 
 MISSING_PEFT = "LoRA needs the peft package: pip install 'finetune[lora]'"
-ADAPTER_CONFIG = "adapter_config.json"
-
-# PEFT task type per recipe task: it decides which head PEFT wraps and how the adapter model is rebuilt.
-TASK_TYPES = {"classification": "SEQ_CLS", "summarization": "SEQ_2_SEQ_LM", "translation": "SEQ_2_SEQ_LM",
-              "generation": "CAUSAL_LM"}
-AUTO_CLASSES = {"classification": "AutoModelForSequenceClassification", "summarization": "AutoModelForSeq2SeqLM",
-                "translation": "AutoModelForSeq2SeqLM", "generation": "AutoModelForCausalLM"}
 # Attention projections adapted when peft's own table has no entry for a model type.
 FALLBACK_TARGET_MODULES = {"bert": ["query", "value"], "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"],
                            "t5": ["q", "v"], "distilbert": ["q_lin", "v_lin"]}
@@ -53,18 +48,14 @@ def require_peft() -> None:
 def _linear_module_names(model: Any) -> set[str]:
     """Last name part of every linear layer (GPT-2's Conv1D included): the names target_modules can match."""
     import torch
-    from transformers.pytorch_utils import Conv1D
-
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if isinstance(module, (torch.nn.Linear, Conv1D))}
+            if isinstance(module, (torch.nn.Linear, conv1d_class()))}
 
 
 def default_target_modules(model: Any) -> list[str]:
     """The attention projections LoRA adapts when the recipe names none: peft's table, ours, then a guess."""
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
-
     model_type = getattr(model.config, "model_type", None)
-    known = PEFT_DEFAULTS.get(model_type) or FALLBACK_TARGET_MODULES.get(model_type)
+    known = peft_default_lora_targets(model_type) or FALLBACK_TARGET_MODULES.get(model_type)
     if known:
         return list(known)
     names = _linear_module_names(model)
@@ -77,9 +68,7 @@ def default_target_modules(model: Any) -> list[str]:
 
 def _targets_conv1d(model: Any, targets: list[str]) -> bool:
     """GPT-2's Conv1D stores its weight transposed (fan_in x fan_out); LoRA must know, or PEFT warns and flips it."""
-    from transformers.pytorch_utils import Conv1D
-
-    return any(isinstance(module, Conv1D) and name.rsplit(".", 1)[-1] in targets
+    return any(isinstance(module, conv1d_class()) and name.rsplit(".", 1)[-1] in targets
                for name, module in model.named_modules())
 
 
@@ -103,14 +92,12 @@ def parameter_counts(model: Any) -> dict[str, int]:
     return {"trainable_parameters": trainable, "total_parameters": total}
 
 
-def apply_lora(model: PreTrainedModel, recipe: Recipe) -> Any:
-    """Wrap `model` in LoRA adapters as the recipe's `peft:` section says; only adapters (and a classifier head)
-    stay trainable. Prints the trainable-parameter count."""
+def apply_lora(model: PreTrainedModel, section: PeftSection, task_type: str) -> Any:
+    """Wrap `model` in LoRA adapters as the recipe's `peft:` section says, for PEFT's `task_type` (SEQ_CLS, ...);
+    only adapters (and a classifier head) stay trainable. Prints the trainable-parameter count."""
     require_peft()
     from peft import LoraConfig, get_peft_model
 
-    section = recipe.peft
-    task_type = TASK_TYPES[recipe.task]
     targets = section.target_modules or default_target_modules(model)
     config = LoraConfig(task_type=task_type, r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout,
                         target_modules=targets, fan_in_fan_out=_targets_conv1d(model, targets),
@@ -137,51 +124,41 @@ def save_base_config(model: Any, run_dir: Path) -> None:
         base.generation_config.save_pretrained(run_dir)
 
 
-def is_adapter_dir(path: Path) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
-
-
 def _base_model_section(run_dir: Path) -> ModelSection:
     """The base model of an adapter run: the run's recipe (revision, trust_remote_code), else the adapter config."""
     import json
 
-    import yaml
+    from finetune.config.schema import ModelSection
+    from finetune.outputs.run_dir import ADAPTER_CONFIG_FILE, run_recipe
 
-    from finetune.tasks.predict_inputs import run_recipe_file
-    from finetune.config.recipe import ModelSection
-
-    recipe_file = run_recipe_file(run_dir)
-    if recipe_file is not None:
-        model = (yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}).get("model") or {}
-        if model.get("name"):
-            return ModelSection(**model)
-    adapter = json.loads((run_dir / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    recipe = run_recipe(run_dir)
+    if recipe is not None and recipe.model.name:
+        return recipe.model
+    adapter = json.loads((run_dir / ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))
     return ModelSection(name=adapter["base_model_name_or_path"])
 
 
-def load_run_model(run_dir: Path, task: str) -> Any:
-    """The model of a run directory (or a checkpoint in one) for inference: full weights, or base model + adapter."""
+def load_run_model(run_dir: Path, auto_model: str, **base_kwargs: Any) -> Any:
+    """The model of a run directory (or a checkpoint in one) for inference: full weights, or base model + adapter.
+    `auto_model` names the transformers Auto class; `base_kwargs` go to the base model of an adapter (a classifier:
+    ignore_mismatched_sizes, since the base may carry another head and the adapter brings its own)."""
     import transformers
 
-    run_dir = Path(run_dir)
-    auto_class = getattr(transformers, AUTO_CLASSES[task])
-    if not is_adapter_dir(run_dir):
-        if not (run_dir / "config.json").is_file():
-            raise UserError(f"{run_dir} holds no trained model (no config.json or {ADAPTER_CONFIG}). Pass the "
-                            f"run's output directory or one of its checkpoint-N folders.")
+    from finetune.models.loading import load_pretrained
+    from finetune.outputs.run_dir import MODEL_CONFIG_FILE, is_adapter_folder, require_model_folder
+
+    run_dir = require_model_folder(Path(run_dir))
+    auto_class = getattr(transformers, auto_model)
+    if not is_adapter_folder(run_dir):
         model = auto_class.from_pretrained(run_dir)
     else:
         require_peft()
         from peft import PeftModel
 
-        from finetune.models.loading import load_pretrained
-
-        config_dir = run_dir if (run_dir / "config.json").is_file() else run_dir.parent
-        kwargs: dict[str, Any] = {}
-        if (config_dir / "config.json").is_file():  # the run's labels, pad token, ... (see save_base_config)
+        config_dir = run_dir if (run_dir / MODEL_CONFIG_FILE).is_file() else run_dir.parent
+        kwargs: dict[str, Any] = dict(base_kwargs)
+        if (config_dir / MODEL_CONFIG_FILE).is_file():  # the run's labels, pad token, ... (see save_base_config)
             kwargs["config"] = transformers.AutoConfig.from_pretrained(config_dir)
-        if task == "classification":
-            kwargs["ignore_mismatched_sizes"] = True  # the base may carry another head; the adapter brings its own
         # The base model alone lacks the trained head, which transformers reports as missing: not so, the adapter
         # file holds it. Errors still show.
         verbosity = transformers.logging.get_verbosity()
@@ -196,23 +173,30 @@ def load_run_model(run_dir: Path, task: str) -> Any:
     return model
 
 
-def export_merged(run_dir: Path, output_dir: Path) -> Path:
+def require_adapter_folder(run_dir: Path) -> Path:
+    """`run_dir` when it holds a LoRA adapter; otherwise the error that says merging is not needed."""
+    from finetune.outputs.run_dir import ADAPTER_CONFIG_FILE, is_adapter_folder
+
+    if not is_adapter_folder(Path(run_dir)):
+        raise UserError(f"{run_dir} holds no LoRA adapter ({ADAPTER_CONFIG_FILE}); only runs trained with --lora "
+                        f"need merging, any other run directory already is a plain model.")
+    return Path(run_dir)
+
+
+def export_merged(run_dir: Path, output_dir: Path, auto_model: str) -> Path:
     """Fold a LoRA run's adapters into the base weights and save a plain transformers model + tokenizer."""
     from transformers import AutoTokenizer
 
-    from finetune.tasks.predict_inputs import run_recipe_file, run_task
+    from finetune.outputs.run_dir import RECIPE_FILE, recipe_file_of
 
-    run_dir, output_dir = Path(run_dir), Path(output_dir)
-    if not is_adapter_dir(run_dir):
-        raise UserError(f"{run_dir} holds no LoRA adapter ({ADAPTER_CONFIG}); only runs trained with --lora need "
-                        f"merging, any other run directory already is a plain model.")
+    run_dir, output_dir = require_adapter_folder(run_dir), Path(output_dir)
     if output_dir.exists() and any(output_dir.iterdir()):
         raise UserError(f"{output_dir} already exists and is not empty. Remove it or pass another --output-dir.")
-    merged = load_run_model(run_dir, run_task(run_dir)).merge_and_unload()
+    merged = load_run_model(run_dir, auto_model).merge_and_unload()
     merged.save_pretrained(output_dir)  # safetensors
     AutoTokenizer.from_pretrained(run_dir).save_pretrained(output_dir)
     # The recipe travels along, so `finetune predict` knows the task and the generation settings.
-    recipe_file = run_recipe_file(run_dir)
+    recipe_file = recipe_file_of(run_dir)
     if recipe_file is not None:
-        shutil.copyfile(recipe_file, output_dir / "recipe.yaml")
+        shutil.copyfile(recipe_file, output_dir / RECIPE_FILE)
     return output_dir

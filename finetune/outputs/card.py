@@ -8,10 +8,8 @@ from typing import Any
 
 import yaml
 
-from finetune.config.recipe import Recipe
+from finetune.config.schema import Recipe
 
-PIPELINE_TAGS = {"classification": "text-classification", "summarization": "summarization",
-                 "translation": "translation", "generation": "text-generation"}
 _SKIPPED = ("_runtime", "_per_second", "_samples")
 
 
@@ -21,29 +19,13 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
             if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(_SKIPPED)}
 
 
-def _dataset_entry(recipe: Recipe) -> dict[str, Any]:
-    from finetune.data.sources import GLUE_HUB_ID, glue_task_of
-
-    data = recipe.data
-    glue = glue_task_of(data)
-    if glue is not None:
-        return {"name": f"GLUE {glue.name.upper()}", "type": GLUE_HUB_ID, "config": glue.name,
-                "split": data.eval_split or glue.eval_splits[0]}
-    name = data.dataset or data.train_file or "local data"
-    entry = {"name": Path(name).name if Path(name).exists() else name, "type": name}
-    if data.config:
-        entry["config"] = data.config
-    return entry
-
-
-def _metadata(recipe: Recipe, run_name: str, metrics: dict[str, float]) -> dict[str, Any]:
-    task_type = PIPELINE_TAGS[recipe.task]
+def _metadata(recipe: Recipe, run_name: str, metrics: dict[str, float], task_type: str,
+              dataset: dict[str, Any]) -> dict[str, Any]:
     metadata: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": task_type,
                                 "tags": ["finetune", task_type]}
     base = recipe.model.name or ""
     if base and not Path(base).exists():  # the Hub only accepts repo ids here, not local paths
         metadata["base_model"] = base
-    dataset = _dataset_entry(recipe)
     if not Path(dataset["type"]).exists():
         metadata["datasets"] = [dataset["type"]]
     if recipe.peft.enabled:
@@ -57,9 +39,11 @@ def _metadata(recipe: Recipe, run_name: str, metrics: dict[str, float]) -> dict[
     return metadata
 
 
-def model_card(recipe: Recipe, metrics: dict[str, Any], run_dir: Path) -> str:
+def model_card(recipe: Recipe, metrics: dict[str, Any], run_dir: Path, pipeline_tag: str,
+               dataset: dict[str, Any]) -> str:
+    """The card: `pipeline_tag` is the task family's, `dataset` the model-index entry of the data (name, type, ...)."""
     results = headline_metrics(metrics)
-    metadata = _metadata(recipe, run_dir.name, results)
+    metadata = _metadata(recipe, run_dir.name, results, pipeline_tag, dataset)
     train = recipe.train
     rows = "\n".join(f"| {key.removeprefix('eval_')} | {value:.4f} |" for key, value in results.items())
     hyperparameters = {
@@ -78,7 +62,7 @@ def model_card(recipe: Recipe, metrics: dict[str, Any], run_dir: Path) -> str:
 
 # {run_dir.name}
 
-{recipe.description or f"A {recipe.task} model"} fine-tuned from `{recipe.model.name}` on {metrics.get('data', _dataset_entry(recipe)['name'])}
+{recipe.description or f"A {recipe.task} model"} fine-tuned from `{recipe.model.name}` on {metrics.get('data', dataset['name'])}
 with finetune. {metrics.get('train_samples', '?')} training examples,
 {int(metrics.get('epoch', 0) or 0)} epoch(s), {metrics.get('train_runtime', 0):.0f} s of training.
 
@@ -98,7 +82,7 @@ Reproduce with `finetune train recipe.yaml` (the fully resolved recipe saved bes
 
 ## Intended use and limitations
 
-Intended for {PIPELINE_TAGS[recipe.task].replace('-', ' ')} on text like its training data. It inherits the biases
+Intended for {pipeline_tag.replace('-', ' ')} on text like its training data. It inherits the biases
 and limits of `{recipe.model.name}` and of that data; check it on your own examples before relying on it.
 
 ## Framework versions

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from finetune.errors import UserError
+from finetune.outputs.run_dir import is_model_folder
 
 # Checkpoints and training internals stay local: the Hub repo gets the final model and its reports.
 IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.tmp", ".*", "training_args.bin"]
@@ -12,13 +13,13 @@ IGNORE = ["checkpoint-*", "checkpoint-*/**", "*.tmp", ".*", "training_args.bin"]
 
 def push_run(run_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
     """Create (or reuse) `repo_id` and upload the run; returns the repo URL."""
-    if not (run_dir / "config.json").is_file() and not (run_dir / "adapter_config.json").is_file():
+    if not is_model_folder(run_dir):
         raise UserError(f"{run_dir} holds no trained model: push a finished run directory.")
     if "/" not in repo_id or repo_id.count("/") != 1:
         raise UserError(f"--repo-id '{repo_id}' must look like user/name or org/name.")
-    from finetune.models.hub import hub_is_reachable
-
     from huggingface_hub import HfApi, get_token
+
+    from finetune.hub import hub_is_reachable
 
     token = token or get_token()
     if not token:

@@ -1,8 +1,15 @@
-"""The small interface every task family implements; train.py drives it the same way for all of them."""
+"""What a task family is: its declaration (`TaskFamily`: names, model class, flags, Hub metadata) and the interface
+(`Task`) that training, evaluation and `finetune predict` drive the same way for every family.
+
+A family module (classification.py, seq2seq.py, causal_lm.py) defines a Task subclass and one `TaskFamily` per
+task name it serves, listed in its `FAMILIES`; finetune/tasks/__init__.py registers them. Nothing outside
+finetune/tasks/ branches on a task name: it asks the family.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,13 +17,69 @@ if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
+    from finetune.config.schema import Recipe
     from finetune.data.sources import LoadedData
-    from finetune.config.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A task-specific command-line flag for a recipe key; name, type, help and default come from the schema unless
+    given here (a flag named differently from its key, say `--max-source-length` for `data.max_length`)."""
+
+    key: str
+    name: str | None = None
+    help: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """What `finetune predict` was asked: inputs (text, optional second text) and decoding overrides."""
+
+    inputs: list[tuple[str, str | None]]
+    generation: dict[str, Any] = field(default_factory=dict)  # max_new_tokens, num_beams, do_sample, temperature, ...
+    batch_size: int = 32
+    stream: bool = False  # print each output as soon as it is ready (a terminal)
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """One task as the rest of the toolkit sees it. Everything that differs by task is here or in `task_class`."""
+
+    name: str  # the recipe's `task:` value
+    command: str  # the training command: finetune classify
+    summary: str  # the command's help
+    task_class: type[Task]
+    default_model: str  # the model the command starts from: the one its transformers example script uses
+    auto_model: str  # transformers Auto class of the model
+    peft_task_type: str  # PEFT's TaskType: which head LoRA wraps and how an adapter is rebuilt
+    pipeline_tag: str  # the Hub's pipeline tag, for the model card
+    flags: tuple[Flag, ...] = ()  # the command's own flags, after the shared ones
+    architectures: tuple[str, ...] = ()  # endings of model class names that are checkpoints of this family
+    group: str = ""  # families whose checkpoints are interchangeable (summarization and translation: seq2seq)
+    benchmark_datasets: tuple[str, ...] = ()  # dataset name prefixes scored with this family (glue/)
+    checkpoint_hint: str = ""  # what a checkpoint of this family looks like, for error messages
+    new_head: bool = False  # the pretrained model gets a freshly initialised head sized for the data
+
+    @property
+    def kind(self) -> str:
+        return self.group or self.name
+
+    def load_trained_model(self, path: Path) -> Any:
+        """A trained model of this family from a run, checkpoint or model folder (full weights or LoRA adapter)."""
+        from finetune.models.lora import load_run_model
+
+        return load_run_model(path, self.auto_model, **({"ignore_mismatched_sizes": True} if self.new_head else {}))
 
 
 class Task(ABC):
-    def __init__(self, recipe: Recipe) -> None:
+    """One run's task: learns from the data what it needs (columns, labels), then tokenizes, collates, scores and
+    writes predictions for the Trainer."""
+
+    def __init__(self, recipe: Recipe, family: TaskFamily) -> None:
         self.recipe = recipe
+        self.family = family
+
+    # ---- training ---------------------------------------------------------------------------------------------
 
     @abstractmethod
     def setup(self, data: LoadedData) -> None:
@@ -28,7 +91,7 @@ class Task(ABC):
 
     @abstractmethod
     def tokenize(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
-        """Model inputs for one split, unpadded (padding happens per batch in the collator)."""
+        """Model inputs for one split, unpadded (padding happens per batch in the collator). Cached on disk."""
 
     @abstractmethod
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
@@ -64,3 +127,57 @@ class Task(ABC):
     def write_predictions(self, trainer: Trainer, raw: datasets.Dataset, tokenized: datasets.Dataset,
                           path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Predict on one split and write one JSON line per example; returns the metrics when labels exist."""
+
+    def check_report(self, data: LoadedData) -> list[tuple[str, str]]:
+        """Extra lines for `finetune check`: what this task learned from the data (columns, label balance)."""
+        return []
+
+    def check_tokens(self, lengths: list[int], sampled_rows: int, train_rows: int) -> tuple[list[tuple[str, str]], int]:
+        """`finetune check` lines on the tokenized sample (`lengths` of its examples), and how many training
+        examples the run will have (for the step count)."""
+        if not lengths:
+            return [], train_rows
+        max_length = self.recipe.data.max_length
+        at_limit = sum(length >= max_length for length in lengths)
+        return [("tokens per example", f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)} "
+                                       f"(sample of {len(lengths)})"),
+                ("truncated", f"{at_limit} of {len(lengths)} sampled examples reach max_length {max_length}")], train_rows
+
+    # ---- scoring a saved checkpoint (finetune evaluate) -------------------------------------------------------
+
+    def prepare_for_checkpoint(self, data: LoadedData, checkpoint_config: Any) -> None:
+        """Hook, before `setup`: adapt to a trained checkpoint (classification takes its label names)."""
+
+    def adopt_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, checkpoint: str) -> Any:
+        """Take a model loaded as it was saved (what `load_model` would have set up); returns the compute_metrics
+        to score it with (classification maps the checkpoint's label ids to the data's)."""
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        self.model, self.tokenizer = model, tokenizer
+        return self.compute_metrics
+
+    def relabel(self, tokenized: datasets.Dataset) -> datasets.Dataset:
+        """Tokenized evaluation data in the adopted checkpoint's label ids (identity unless labels were matched)."""
+        return tokenized
+
+    def extra_scores(self, model: PreTrainedModel, tokenized: datasets.Dataset, batch_size: int) -> dict[str, float]:
+        """Scores `write_predictions` does not give, computed so they do not depend on the batch size (the loss of
+        generative tasks over all scored tokens)."""
+        return {}
+
+    def evaluation_settings(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        """How this task scored, for the results file."""
+        return {"padding_side": tokenizer.padding_side, "max_length": self.recipe.data.max_length}
+
+    # ---- finetune predict -------------------------------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def predict(cls, run_dir: Path, recipe: Recipe | None, family: TaskFamily,
+                request: PredictRequest) -> list[dict[str, Any]]:
+        """One record per input from a trained run (or a checkpoint or model folder): label and score, or text."""
+
+    @staticmethod
+    def format_prediction(record: dict[str, Any]) -> str | None:
+        """The line printed for one record without --json (None: already streamed to the terminal)."""
+        return str(record.get("output", ""))

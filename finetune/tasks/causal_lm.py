@@ -17,33 +17,30 @@ a random sample, so neighbouring lines of a text do not leak between the two.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.tasks import metrics as metric_registry
-from finetune.tasks.decoding import encode_prompt, generate_continuations
 from finetune.errors import UserError
-from finetune.tasks.base import Task
-from finetune.tasks.lm_inputs import (IGNORE_INDEX, CausalLMCollator, lines_to_documents, pack_blocks,
-                                      prompt_completion_example)
+from finetune.tasks import metrics as metric_registry
+from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
+from finetune.tasks.decoding import encode_prompt, generate_continuations, predict_texts
+from finetune.tasks.lm_inputs import CausalLMCollator, lines_to_documents, pack_blocks, prompt_completion_example
+from finetune.tasks.losses import example_losses, perplexity, perplexity_trainer, token_loss
 
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments
 
+    from finetune.config.schema import GenerationSection, Recipe
     from finetune.data.sources import LoadedData
-    from finetune.config.recipe import GenerationSection
 
 logger = logging.getLogger("finetune")
 
 HOLDOUT_FRACTION = 0.05
 SAMPLE_PROMPT_TOKENS = 32  # text mode: a sample prompt is the start of an evaluation block
-SAMPLES_FILE = "samples.jsonl"
 
 # (prompt, completion) column names tried in order when the recipe names none.
 _PAIR_GUESSES = (("prompt", "completion"), ("prompt", "response"), ("instruction", "response"),
@@ -53,71 +50,10 @@ _CONTEXT_COLUMNS = ("input", "context")
 _TEXT_COLUMN_GUESSES = ("text", "content", "document", "sentence")
 
 
-def perplexity(loss: float) -> float:
-    """exp(mean token loss); infinite rather than an overflow error for a diverged model."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return float("inf")
-
-
 def _spread(count: int, wanted: int) -> list[int]:
     """`wanted` indices spread evenly over range(count), first one included."""
     wanted = min(wanted, count)
     return [index * count // wanted for index in range(wanted)]
-
-
-def example_losses(model: PreTrainedModel, dataset: datasets.Dataset, collator: CausalLMCollator,
-                   batch_size: int) -> list[tuple[float, int]]:
-    """(mean token loss, scored tokens) per example, for the predictions file."""
-    import torch
-
-    device = next(model.parameters()).device
-    results: list[tuple[float, int]] = []
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(dataset), batch_size):
-            batch = collator([dataset[index] for index in range(start, min(start + batch_size, len(dataset)))])
-            batch = {key: value.to(device) for key, value in batch.items()}
-            with torch.inference_mode():
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            # Token t predicts token t + 1, as inside the model's own loss.
-            labels = batch["labels"][:, 1:]
-            token_losses = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")
-            counts = (labels != IGNORE_INDEX).sum(dim=1)
-            for total, count in zip(token_losses.sum(dim=1).tolist(), counts.tolist()):
-                results.append((total / count if count else float("nan"), count))
-    finally:
-        model.train(was_training)
-    return results
-
-
-@functools.cache
-def _causal_lm_trainer() -> type[Trainer]:
-    from transformers import Trainer
-
-    class CausalLMTrainer(Trainer):
-        """Reports perplexity next to every evaluation loss (logged, in metrics and in trainer_state.json)."""
-
-        def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
-            output = super().evaluation_loop(*args, **kwargs)
-            for key, value in list(output.metrics.items()):
-                if key.endswith("_loss"):
-                    output.metrics[f"{key[:-len('_loss')]}_perplexity"] = perplexity(value)
-            return output
-
-        def _issue_warnings_after_load(self, load_result: Any) -> None:
-            # Checkpoints leave out tied output embeddings (GPT-2's lm_head is its input embedding); loading the best
-            # one then reports them missing although nothing is. Re-tie instead of warning.
-            tied = set(getattr(self.model, "_tied_weights_keys", None) or ())
-            if load_result.missing_keys and set(load_result.missing_keys) <= tied:
-                self.model.tie_weights()
-                return
-            super()._issue_warnings_after_load(load_result)
-
-    return CausalLMTrainer
 
 
 # ---- the task -------------------------------------------------------------------------------------------------
@@ -210,16 +146,26 @@ class CausalLMTask(Task):
     def tokenize(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
         if self.format == "prompt_completion":
             return self._tokenize_pairs(split, tokenizer)
-        import datasets
+        from finetune.data.caching import map_cached
 
-        sequences = self._document_token_ids(self.documents(split), tokenizer)
         # Every training block is full; evaluation splits keep their last partial block (see the module notes).
-        blocks = pack_blocks(sequences, self.block_size, keep_remainder=split is not self.data.train)
-        return datasets.Dataset.from_dict({"input_ids": blocks})
+        keep_remainder = split is not self.data.train
+        line_based = split.info.builder_name == "text"
 
-    def documents(self, split: datasets.Dataset) -> list[str]:
-        texts = ["" if text is None else str(text) for text in split[self.text_column]]
-        if split.info.builder_name == "text":  # a .txt file: one row per line
+        def pack(rows: dict[str, list]) -> dict[str, list]:
+            sequences = self._document_token_ids(self.documents(rows[self.text_column], line_based), tokenizer)
+            return {"input_ids": pack_blocks(sequences, self.block_size, keep_remainder=keep_remainder)}
+
+        # The whole split is one batch: packing runs over one stream of tokens, not per batch of rows.
+        return map_cached(split, pack, tokenizer=tokenizer, columns=[self.text_column], batch_size=None,
+                          settings={"format": "text", "block_size": self.block_size, "line_based": line_based,
+                                    "keep_remainder": keep_remainder, "text_column": self.text_column})
+
+    @staticmethod
+    def documents(values: list[Any], line_based: bool) -> list[str]:
+        """The documents of a text column; `line_based` (a .txt file, one row per line): blank lines separate them."""
+        texts = ["" if text is None else str(text) for text in values]
+        if line_based:
             return lines_to_documents(texts)
         return [text for text in texts if text.strip()]
 
@@ -254,7 +200,14 @@ class CausalLMTask(Task):
             return {"input_ids": [example["input_ids"] for example in examples],
                     "labels": [example["labels"] for example in examples]}
 
-        return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
+        from finetune.data.caching import map_cached
+
+        context = [column for column in _CONTEXT_COLUMNS if column in split.column_names]
+        return map_cached(split, encode, tokenizer=tokenizer,
+                          columns=[self.prompt_column, self.completion_column, *context],
+                          settings={"format": "prompt_completion", "max_length": max_length,
+                                    "prompt": self.prompt_column, "completion": self.completion_column,
+                                    "has_completions": has_completions})
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> CausalLMCollator:
         return CausalLMCollator(pad_token_id=tokenizer.pad_token_id)
@@ -274,7 +227,7 @@ class CausalLMTask(Task):
         return super().training_arguments(prediction_loss_only=True, **kwargs)
 
     def trainer_class(self) -> type[Trainer]:
-        return _causal_lm_trainer()
+        return perplexity_trainer()
 
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         self.sample_prompts = self._sample_prompts(trainer)
@@ -288,6 +241,7 @@ class CausalLMTask(Task):
     def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         after = self._generate(trainer, [ids for _, ids in self.sample_prompts], self.recipe.generation)
         from finetune.outputs.files import write_text_atomic
+        from finetune.outputs.run_dir import SAMPLES_FILE
 
         lines = [json.dumps({"prompt": prompt, "before": before, "after": text}, ensure_ascii=False)
                  for (prompt, _), before, text in zip(self.sample_prompts, self.samples_before, after)]
@@ -366,39 +320,62 @@ class CausalLMTask(Task):
                                                                  references=references)["rougeL"]
         return records, scores
 
+    # ---- finetune check, scoring a saved checkpoint, predict --------------------------------------------------
 
-# ---- `finetune predict` -----------------------------------------------------------------------------------------
+    def check_tokens(self, lengths: list[int], sampled_rows: int, train_rows: int) -> tuple[list[tuple[str, str]], int]:
+        if self.format != "text":
+            return super().check_tokens(lengths, sampled_rows, train_rows)
+        # Packed blocks: every one is full by design, none truncated; the steps count blocks, not rows.
+        blocks = round(len(lengths) * train_rows / max(sampled_rows, 1))
+        return [("packed blocks", f"about {blocks} blocks of {lengths[0] if lengths else 0} tokens "
+                                  f"(from {len(lengths)} in the first {sampled_rows} rows)")], blocks
+
+    def adopt_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, checkpoint: str) -> Any:
+        super().adopt_model(model, tokenizer, checkpoint)
+        # GPT-2 style: pad with eos, as in training (load_model).
+        model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
+        return self.compute_metrics
+
+    def extra_scores(self, model: PreTrainedModel, tokenized: datasets.Dataset, batch_size: int) -> dict[str, float]:
+        if not len(tokenized) or (self.format != "text" and "labels" not in tokenized.column_names):
+            return {}
+        loss = token_loss(model, tokenized, self.data_collator(self.tokenizer), batch_size, shift=True)
+        return {"loss": loss, "perplexity": perplexity(loss)}
+
+    def evaluation_settings(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        return {**super().evaluation_settings(tokenizer), "padding_side": "right (loss), left (generation)",
+                "generation": self.recipe.generation.model_dump(exclude={"num_samples", "sample_prompts"}),
+                "format": self.format, "block_size": self.block_size, "loss": "mean over scored tokens"}
+
+    @classmethod
+    def predict(cls, run_dir: Path, recipe: Recipe | None, family: TaskFamily,
+                request: PredictRequest) -> list[dict[str, Any]]:
+        return predict_texts(run_dir, recipe, family, request)
+
+    @staticmethod
+    def format_prediction(record: dict[str, Any]) -> str | None:
+        return None if record.get("streamed") else str(record["output"])
 
 
-def predict_run(run_dir: Path, prompts: list[str], settings: dict[str, Any], stream: bool = False) -> list[str]:
-    """Continuations of `prompts` from a trained run (full model or LoRA adapter), with the run's generation
-    settings overridden by `settings`; `stream` prints each continuation token by token as it is generated."""
-    from transformers import AutoTokenizer
-
-    from finetune.models.lora import load_run_model
-    from finetune.tasks.predict_inputs import run_recipe_file
-    from finetune.config.recipe import GenerationSection, load_recipe
-
-    run_dir = Path(run_dir)
-    recipe_file = run_recipe_file(run_dir)
-    recipe = load_recipe(recipe_file) if recipe_file else None
-    try:
-        generation = GenerationSection(**{**(recipe.generation.model_dump() if recipe else {}), **settings})
-    except ValueError as error:
-        raise UserError(f"Invalid generation setting: {error}") from error
-    model = load_run_model(run_dir, "generation")  # first: a folder without a model fails with a clear message
-    tokenizer = AutoTokenizer.from_pretrained(run_dir if (run_dir / "tokenizer_config.json").is_file()
-                                              else run_dir.parent)
-    if tokenizer.pad_token is None:  # the same stand-in as in training (modeling.load_tokenizer)
-        tokenizer.pad_token = tokenizer.eos_token
-    # Prompts are cut to the longest input the run trained on.
-    max_length = max(recipe.data.max_length, recipe.data.block_size or 0) if recipe else 1024
-    prompt_ids = [encode_prompt(tokenizer, prompt, max_length) for prompt in prompts]
-    if not stream:
-        return generate_continuations(model, tokenizer, prompt_ids, generation)
-    from transformers import TextStreamer
-
-    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    # One prompt at a time: a streamer follows a single sequence.
-    return [generate_continuations(model, tokenizer, [ids], generation, batch_size=1, streamer=streamer)[0]
-            for ids in prompt_ids]
+FAMILIES = (TaskFamily(
+    name="generation",
+    command="generate",
+    summary="Fine-tune a causal language model (GPT-2, Llama, Qwen) on text or prompt/completion pairs. "
+            "[model: gpt2]",
+    task_class=CausalLMTask,
+    default_model="gpt2",
+    auto_model="AutoModelForCausalLM",
+    peft_task_type="CAUSAL_LM",
+    pipeline_tag="text-generation",
+    flags=(Flag("data.train_file", help="Raw text (.txt) or prompt/completion rows (.jsonl/.csv) to train on."),
+           Flag("data.format", help="text (packed blocks) or prompt_completion. Default: from the data."),
+           Flag("data.prompt_column", help="Prompt/instruction column."),
+           Flag("data.completion_column", help="Completion/response column."),
+           Flag("data.block_size", help="Tokens per packed block in text mode."),
+           Flag("data.max_length", help="Longest prompt+completion in tokens."),
+           Flag("generation.sample_prompts", name="--sample-prompt",
+                help="Prompt to sample before and after training (samples.jsonl); repeatable."),
+           Flag("generation.max_new_tokens")),
+    architectures=("ForCausalLM", "LMHeadModel"),
+    checkpoint_hint="a causal language model, e.g. a `finetune generate` run",
+),)

@@ -7,14 +7,17 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.tasks import metrics as metric_registry
+from collections import Counter
+
 from finetune.errors import UserError
-from finetune.tasks.base import Task
+from finetune.tasks import metrics as metric_registry
+from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
+    from finetune.config.schema import Recipe
     from finetune.data.sources import LoadedData
 
 # Column names tried in order when the recipe does not name the text columns (pairs first).
@@ -233,20 +236,131 @@ class ClassificationTask(Task):
         if not trainer.is_world_process_zero():  # every process predicts (collectively); one writes
             return dict(output.metrics) if output.label_ids is not None else {}
         references = _column(tokenized, "labels") if "labels" in tokenized.column_names else None
+        names = self.written_label_names()  # the ids of predictions and labels: the model's
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:
             for row_index, row in enumerate(raw.select_columns(self.text_columns)):
                 record: dict[str, Any] = dict(row)
                 if references is not None:
                     reference = references[row_index]
-                    record["label"] = reference if self.is_regression else self.label_names[reference]
+                    record["label"] = reference if self.is_regression else names[reference]
                 if self.is_regression:
                     record["prediction"] = float(predicted[row_index])
                 else:
-                    record["prediction"] = self.label_names[int(predicted[row_index])]
+                    record["prediction"] = names[int(predicted[row_index])]
                     record["score"] = round(float(confidence[row_index]), 6)
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         return dict(output.metrics) if output.label_ids is not None else {}
+
+    def check_report(self, data: LoadedData) -> list[tuple[str, str]]:
+        lines = [("text columns", ", ".join(self.text_columns))]
+        if not self.is_regression and data.train is not None:
+            counts = Counter(self.label_names[self.label_id(value)] for value in _column(data.train, self.label_column))
+            total = sum(counts.values())
+            lines.append(("labels (train)", ", ".join(f"{name} {counts[name]} ({counts[name] / total:.0%})"
+                                                      for name in self.label_names)))
+        return lines
+
+    # ---- scoring a saved checkpoint ------------------------------------------------------------------------
+
+    def prepare_for_checkpoint(self, data: LoadedData, checkpoint_config: Any) -> None:
+        """Data without label names of its own (a csv of strings or ints) takes the checkpoint's: then a small
+        --limit that misses a label cannot change the label ids. GLUE and ClassLabel data keep theirs."""
+        from finetune.tasks.label_matching import checkpoint_label_names, sorted_like_training
+
+        names = checkpoint_label_names(checkpoint_config)
+        if self.recipe.data.label_names or data.glue_task is not None or names is None:
+            return
+        split = next(iter(data.eval.values()))
+        column = self.recipe.data.label_column or next((c for c in _LABEL_COLUMN_GUESSES if c in split.column_names),
+                                                       None)
+        if column is None or column not in split.column_names or getattr(split.features[column], "names", None):
+            return
+        if any(isinstance(value, float) and not value.is_integer() for value in split[column][:1000]):
+            return  # regression data
+        self.recipe.data.label_names = sorted_like_training(names)
+
+    def adopt_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, checkpoint: str) -> Any:
+        import numpy as np
+
+        from finetune.tasks.label_matching import label_permutation, permuted_metrics
+
+        super().adopt_model(model, tokenizer, checkpoint)
+        self.permutation = label_permutation(self.is_regression, list(self.label_names), model.config, checkpoint)
+        if self.permutation is None:
+            return self.compute_metrics
+        # Predictions come in the checkpoint's ids; scores are computed in the data's.
+        compute = permuted_metrics(self.score, np.argsort(np.asarray(self.permutation)))
+        return compute
+
+    def relabel(self, tokenized: datasets.Dataset) -> datasets.Dataset:
+        permutation = getattr(self, "permutation", None)
+        if permutation is None or "labels" not in tokenized.column_names:
+            return tokenized
+        relabelled = tokenized.map(lambda batch: {"labels": [permutation[i] for i in batch["labels"]]}, batched=True)
+        return relabelled
+
+    def written_label_names(self) -> list[str]:
+        """Label names by id as predictions are written: the checkpoint's order once its labels were matched."""
+        permutation = getattr(self, "permutation", None)
+        if permutation is None:
+            return list(self.label_names)
+        names = [""] * len(self.label_names)
+        for data_id, checkpoint_id in enumerate(permutation):
+            names[checkpoint_id] = self.label_names[data_id]
+        return names
+
+    def evaluation_settings(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        return {**super().evaluation_settings(tokenizer),
+                "label_names": None if self.is_regression else list(self.label_names),
+                "label_mapping": ("by name (checkpoint order differs)" if getattr(self, "permutation", None)
+                                  else "identity")}
+
+    # ---- finetune predict ----------------------------------------------------------------------------------
+
+    @classmethod
+    def predict(cls, run_dir: Path, recipe: Recipe | None, family: TaskFamily,
+                request: PredictRequest) -> list[dict[str, Any]]:
+        """A label and its probability per input (regression: the predicted value)."""
+        import torch
+        from transformers import AutoTokenizer
+
+        from finetune.outputs.run_dir import tokenizer_folder
+
+        model = family.load_trained_model(run_dir)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir))
+        # The run's own max_length, so inference truncates as training did; a plain model folder: its limit.
+        max_length = recipe.data.max_length if recipe else min(tokenizer.model_max_length, 512)
+        regression = model.config.problem_type == "regression" or model.config.num_labels == 1
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(request.inputs), request.batch_size):
+            batch = request.inputs[start:start + request.batch_size]
+            texts = [text for text, _ in batch]
+            pairs = [pair or "" for _, pair in batch] if any(pair for _, pair in batch) else None
+            encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length, padding=True,
+                                return_tensors="pt")
+            with torch.inference_mode():
+                logits = model(**encoded).logits
+            for (text, pair), row in zip(batch, logits):
+                record: dict[str, Any] = {"text": text}
+                if pair is not None:
+                    record["text_pair"] = pair
+                if regression:
+                    record.update(label=float(row[0]), score=None)
+                else:
+                    probabilities = row.softmax(-1)
+                    best = int(probabilities.argmax())
+                    record.update(label=model.config.id2label[best], score=float(probabilities[best]))
+                records.append(record)
+        return records
+
+    @staticmethod
+    def format_prediction(record: dict[str, Any]) -> str:
+        """label<TAB>score<TAB>text (regression: value<TAB>text)."""
+        shown = record["text"] if "text_pair" not in record else f"{record['text']} ||| {record['text_pair']}"
+        if record["score"] is None:
+            return f"{record['label']:.4f}\t{shown}"
+        return f"{record['label']}\t{record['score']:.4f}\t{shown}"
 
 
 def _column(split: datasets.Dataset, column: str) -> list[Any]:
@@ -259,3 +373,25 @@ def _label_text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+FAMILIES = (TaskFamily(
+    name="classification",
+    command="classify",
+    summary="Fine-tune a sequence classifier (GLUE, or any labelled text) and evaluate it. [model: bert-base-uncased]",
+    task_class=ClassificationTask,
+    default_model="bert-base-uncased",
+    auto_model="AutoModelForSequenceClassification",
+    peft_task_type="SEQ_CLS",
+    pipeline_tag="text-classification",
+    flags=(Flag("data.data_dir", help="Folder of GLUE data on disk (original TSVs or HF parquet), used with --dataset "
+                                      "glue/<task>."),
+           Flag("data.text_columns", name="--text-column", help="Text column; give it twice for sentence pairs. "
+                                                                "Default: guessed."),
+           Flag("data.label_column", help="Label column. Default: label."),
+           Flag("data.max_length", help="Truncate inputs to this many tokens.")),
+    architectures=("ForSequenceClassification",),
+    benchmark_datasets=("glue/", "nyu-mll/glue"),
+    checkpoint_hint="a *ForSequenceClassification model, e.g. a `finetune classify` run",
+    new_head=True,
+),)

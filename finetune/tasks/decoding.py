@@ -4,12 +4,14 @@ training, evaluation completions (BLEU/ROUGE) and `finetune predict` all decode 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-    from finetune.config.recipe import GenerationSection
+    from finetune.config.schema import GenerationSection, Recipe
+    from finetune.tasks.base import PredictRequest, TaskFamily
 
 
 def generation_kwargs(settings: GenerationSection, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
@@ -65,3 +67,39 @@ def generate_continuations(model: PreTrainedModel, tokenizer: PreTrainedTokenize
     finally:
         model.train(was_training)
     return outputs
+
+
+def predict_texts(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
+                  request: PredictRequest) -> list[dict[str, Any]]:
+    """Continuations of the request's prompts from a trained run (full model or LoRA adapter), with the run's
+    generation settings overridden by the request's; `stream` prints each continuation token by token."""
+    from transformers import AutoTokenizer
+
+    from finetune.config.schema import GenerationSection
+    from finetune.errors import UserError
+    from finetune.outputs.run_dir import tokenizer_folder
+
+    base = recipe.generation.model_dump() if recipe else {}
+    try:
+        generation = GenerationSection(**{**base, **request.generation})
+    except ValueError as error:
+        raise UserError(f"Invalid generation setting: {error}") from error
+    model = family.load_trained_model(run_dir)  # first: a folder without a model fails with a clear message
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir))
+    if tokenizer.pad_token is None:  # the same stand-in as in training (models.loading.load_tokenizer)
+        tokenizer.pad_token = tokenizer.eos_token
+    # Prompts are cut to the longest input the run trained on; a plain model folder: its own limit.
+    limit = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    max_length = max(recipe.data.max_length, recipe.data.block_size or 0) if recipe else (limit or 1024)
+    prompts = [text for text, _ in request.inputs]
+    prompt_ids = [encode_prompt(tokenizer, prompt, max_length) for prompt in prompts]
+    if not request.stream:
+        outputs = generate_continuations(model, tokenizer, prompt_ids, generation, batch_size=request.batch_size)
+        return [{"input": prompt, "output": output} for prompt, output in zip(prompts, outputs)]
+    from transformers import TextStreamer
+
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    # One prompt at a time: a streamer follows a single sequence.
+    return [{"input": prompt, "output": generate_continuations(model, tokenizer, [ids], generation, batch_size=1,
+                                                               streamer=streamer)[0], "streamed": True}
+            for prompt, ids in zip(prompts, prompt_ids)]

@@ -167,7 +167,7 @@ def load(name: str) -> Any:
     """A local metric by name; an unknown name goes to `evaluate.load` (the Hub), failing clearly offline."""
     if name in _REGISTRY:
         return Metric(name, _REGISTRY[name])
-    from finetune.models.hub import hub_is_reachable
+    from finetune.hub import hub_is_reachable
 
     if not hub_is_reachable():
         raise UserError(

@@ -9,27 +9,24 @@ checkpoint, use the tokenized first reference.
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.tasks import metrics as metric_registry
 from finetune.errors import UserError
-from finetune.tasks.base import Task
+from finetune.tasks import metrics as metric_registry
+from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
+from finetune.tasks.seq2seq_generation import (T5_MODEL_TYPES, clean_ids, configure_generation, default_source_prefix,
+                                               generated_length, predict_texts)
 
 if TYPE_CHECKING:
     import datasets
-    from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+    from finetune.config.schema import Recipe
 
     from finetune.data.sources import LoadedData
-
-logger = logging.getLogger("finetune")
-
-# Models trained with a task prefix ("summarize: ", "translate English to German: "); others get none by default.
-T5_MODEL_TYPES = frozenset({"t5", "mt5", "umt5", "longt5", "switch_transformers", "t5gemma"})
 
 # (document, summary) columns of well-known summarization datasets on the Hub, matched by dataset name.
 SUMMARIZATION_COLUMNS = {
@@ -43,17 +40,6 @@ SUMMARIZATION_COLUMNS = {
 _COLUMN_GUESSES = (*SUMMARIZATION_COLUMNS.values(), ("context", "response"), ("source", "target"),
                    ("input", "output"), ("text", "target"))
 
-# Language names for T5's "translate English to German: " prefix.
-LANGUAGE_NAMES = {
-    "ar": "Arabic", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek", "en": "English", "es": "Spanish",
-    "et": "Estonian", "fi": "Finnish", "fr": "French", "gu": "Gujarati", "hi": "Hindi", "it": "Italian",
-    "ja": "Japanese", "kk": "Kazakh", "ko": "Korean", "lt": "Lithuanian", "lv": "Latvian", "nl": "Dutch",
-    "pl": "Polish", "pt": "Portuguese", "ro": "Romanian", "ru": "Russian", "sv": "Swedish", "tr": "Turkish",
-    "uk": "Ukrainian", "zh": "Chinese",
-}
-
-PREDICTIONS_FILE = "predictions.jsonl"
-PREDICT_BATCH_SIZE = 16
 
 
 class Seq2SeqTask(Task):
@@ -150,7 +136,13 @@ class Seq2SeqTask(Task):
                                               truncation=True)["input_ids"]
             return encoded
 
-        return split.map(encode, batched=True, remove_columns=split.column_names, desc="Tokenizing")
+        from finetune.data.caching import map_cached
+
+        # A re-run with the same data, tokenizer and settings reads the tokenized split from the cache.
+        return map_cached(split, encode, tokenizer=tokenizer, columns=list(dict.fromkeys(column.split(".")[0] for column in [self.source_column, *references])),
+                          settings={"prefix": prefix, "max_length": data.max_length,
+                                    "max_target_length": data.max_target_length, "source": self.source_column,
+                                    "references": references})
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         from transformers import DataCollatorForSeq2Seq
@@ -171,10 +163,13 @@ class Seq2SeqTask(Task):
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest inputs first: generation pads each batch to its longest input, so batches of similar
         length waste less. (The order does not matter to the scores; write_predictions restores it for its files.)"""
+        from finetune.data.sampling import length_order
+
         if isinstance(trainer.eval_dataset, dict):
-            trainer.eval_dataset = {name: sort_by_length(split) for name, split in trainer.eval_dataset.items()}
+            trainer.eval_dataset = {name: split.select(length_order(split))
+                                    for name, split in trainer.eval_dataset.items()}
         elif trainer.eval_dataset is not None:
-            trainer.eval_dataset = sort_by_length(trainer.eval_dataset)
+            trainer.eval_dataset = trainer.eval_dataset.select(length_order(trainer.eval_dataset))
 
     # ---- metrics and predictions ---------------------------------------------------------------------------
 
@@ -191,8 +186,8 @@ class Seq2SeqTask(Task):
         return metric_registry.compute(self.metric_names, predictions, references)
 
     def compute_metrics(self, eval_prediction: Any) -> dict[str, float]:
-        generated = _clean_ids(eval_prediction.predictions, self.tokenizer.pad_token_id)
-        labels = _clean_ids(eval_prediction.label_ids, self.tokenizer.pad_token_id)
+        generated = clean_ids(eval_prediction.predictions, self.tokenizer.pad_token_id)
+        labels = clean_ids(eval_prediction.label_ids, self.tokenizer.pad_token_id)
         results = self.score(self._decode(generated), self._decode(labels))
         results["gen_len"] = generated_length(generated, self.tokenizer.pad_token_id)
         return results
@@ -202,16 +197,19 @@ class Seq2SeqTask(Task):
 
     def write_predictions(self, trainer: Trainer, raw: datasets.Dataset, tokenized: datasets.Dataset,
                           path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
+        from finetune.data.sampling import length_order
+        from finetune.outputs.files import write_jsonl
+
         order = length_order(tokenized)
         output = trainer.predict(tokenized.select(order), metric_key_prefix=metric_key_prefix)
-        generated = _clean_ids(output.predictions, self.tokenizer.pad_token_id)
+        generated = clean_ids(output.predictions, self.tokenizer.pad_token_id)
         predictions = [""] * len(tokenized)  # back in file order
         for text, row_index in zip(self._decode(generated), order):
             predictions[row_index] = text
         rows = raw.to_dict()
         sources = [_text(value) for value in _values(rows, self.source_column)]
         references = self._raw_references(rows, _column_names(raw))
-        _write_jsonl(path, _prediction_records(sources, references, predictions))
+        write_jsonl(path, _prediction_records(sources, references, predictions))
         if references is None:
             return {}
         # Final scores on the raw reference strings, all of them: not the truncated, tokenized first reference.
@@ -232,118 +230,41 @@ class Seq2SeqTask(Task):
     def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         """The first evaluation split's predictions also go to RUN_DIR/predictions.jsonl, the file users look for."""
         if self.data.eval:
-            from finetune.training.run import PREDICTIONS_DIR
+            from finetune.outputs.run_dir import PREDICTIONS_DIR, PREDICTIONS_FILE
 
             first = run_dir / PREDICTIONS_DIR / f"{next(iter(self.data.eval))}.jsonl"
             if first.is_file():
                 shutil.copyfile(first, run_dir / PREDICTIONS_FILE)
         return {}
 
+    # ---- scoring a saved checkpoint, predict ---------------------------------------------------------------
 
-# ---- prefixes and generation settings (shared by training and `finetune predict`) ---------------------------------
+    def adopt_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, checkpoint: str) -> Any:
+        super().adopt_model(model, tokenizer, checkpoint)
+        configure_generation(model.generation_config, self.recipe.generation.model_dump())
+        return self.compute_metrics
 
+    def extra_scores(self, model: PreTrainedModel, tokenized: datasets.Dataset, batch_size: int) -> dict[str, float]:
+        if not len(tokenized) or "labels" not in tokenized.column_names:
+            return {}
+        from finetune.tasks.losses import token_loss
 
-def default_source_prefix(task: str, model_type: str, source_lang: str | None, target_lang: str | None) -> str:
-    """T5's pretraining prefixes; other models (BART, Marian, Pegasus) were trained without one."""
-    if model_type not in T5_MODEL_TYPES:
-        return ""
-    if task == "summarization":
-        return "summarize: "
-    if source_lang and target_lang:
-        return f"translate {language_name(source_lang)} to {language_name(target_lang)}: "
-    logger.warning("No --source-lang/--target-lang: T5 gets no 'translate X to Y: ' prefix. "
-                   "Pass --source-prefix to set one.")
-    return ""
+        return {"loss": token_loss(model, tokenized, self.data_collator(self.tokenizer), batch_size, shift=False)}
 
+    def evaluation_settings(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+        return {**super().evaluation_settings(tokenizer),
+                "generation": self.recipe.generation.model_dump(exclude={"num_samples", "sample_prompts"}),
+                "max_target_length": self.recipe.data.max_target_length,
+                "source_prefix": self.recipe.data.source_prefix}
 
-def language_name(code: str) -> str:
-    """'de' -> 'German'; mBART-style codes ('de_DE') use their language part; unknown codes stay as given."""
-    return LANGUAGE_NAMES.get(re.split(r"[_-]", code)[0].lower(), code)
+    @classmethod
+    def predict(cls, run_dir: Path, recipe: Recipe | None, family: TaskFamily,
+                request: PredictRequest) -> list[dict[str, Any]]:
+        return predict_texts(run_dir, recipe, family, request)
 
-
-def configure_generation(config: GenerationConfig, settings: dict[str, Any]) -> GenerationConfig:
-    """Put the recipe's generation settings into a model's generation_config (used by evaluate and predict).
-
-    Settings the chosen decoding mode ignores are reset to their neutral values: transformers refuses to save a
-    generation_config with, say, a length_penalty but one beam, and a pretrained config may bring such values.
-    """
-    num_beams = int(settings.get("num_beams", 1))
-    sampling = bool(settings.get("do_sample", False))
-    # max_length, not max_new_tokens: for an encoder-decoder both count decoder tokens (max_length includes the
-    # start token), and the Seq2SeqTrainer fills in a default max_length, which next to max_new_tokens makes
-    # generate() warn on every batch.
-    config.max_new_tokens = None
-    config.max_length = int(settings.get("max_new_tokens", 64)) + 1
-    config.num_beams = num_beams
-    config.do_sample = sampling
-    config.no_repeat_ngram_size = int(settings.get("no_repeat_ngram_size", 0))
-    config.length_penalty = float(settings.get("length_penalty", 1.0)) if num_beams > 1 else 1.0
-    if num_beams == 1:
-        config.early_stopping = False
-    config.temperature = float(settings.get("temperature", 1.0)) if sampling else 1.0
-    config.top_p = float(settings.get("top_p", 1.0)) if sampling else 1.0
-    config.top_k = int(settings.get("top_k", 50)) if sampling else 50
-    return config
-
-
-# ---- evaluation order ----------------------------------------------------------------------------------------
-
-
-def length_order(dataset: datasets.Dataset) -> list[int]:
-    """Row indices, longest input first: batches of similar length pad (and generate) less."""
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    return sorted(range(len(lengths)), key=lambda index: -lengths[index])
-
-
-def sort_by_length(dataset: datasets.Dataset) -> datasets.Dataset:
-    return dataset.select(length_order(dataset))
-
-
-# ---- predict ---------------------------------------------------------------------------------------------------
-
-
-def predict_run(run_dir: Path, texts: list[str], settings: dict[str, Any], stream: bool = False) -> list[str]:
-    """Generate for each text with a trained run (or a checkpoint-N inside one), as evaluation did.
-
-    The run's recipe supplies the source prefix, max_length and generation settings; `settings` overrides the
-    latter (max_new_tokens, num_beams, do_sample, temperature, top_p, top_k). With `stream`, each output is
-    printed as soon as its batch is done.
-    """
-    import torch
-    from transformers import AutoTokenizer
-
-    from finetune.models.lora import load_run_model
-
-    recipe = _run_recipe(run_dir)
-    data = recipe.get("data") or {}
-    prefix, max_length = data.get("source_prefix") or "", int(data.get("max_length") or 512)
-    model = load_run_model(run_dir, recipe.get("task", "summarization"))  # full weights or base + LoRA adapter
-    tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    configure_generation(model.generation_config, {**(recipe.get("generation") or {}), **settings})
-    outputs: list[str] = []
-    for start in range(0, len(texts), PREDICT_BATCH_SIZE):
-        batch = [prefix + text for text in texts[start:start + PREDICT_BATCH_SIZE]]
-        encoded = tokenizer(batch, max_length=max_length, truncation=True, padding=True, return_tensors="pt")
-        with torch.inference_mode():
-            generated = model.generate(**encoded)
-        decoded = [text.strip() for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]
-        if stream:
-            for text in decoded:
-                print(text, flush=True)
-        outputs += decoded
-    return outputs
-
-
-def _run_recipe(run_dir: Path) -> dict[str, Any]:
-    """recipe.yaml of a run directory, or of the run that holds a checkpoint-N folder."""
-    import yaml
-
-    if not run_dir.is_dir():
-        raise UserError(f"Run directory not found: {run_dir}.")
-    for recipe_file in (run_dir / "recipe.yaml", run_dir.parent / "recipe.yaml"):
-        if recipe_file.is_file():
-            return yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
-    raise UserError(f"{run_dir} has no recipe.yaml: pass a run directory written by `finetune summarize/translate`.")
+    @staticmethod
+    def format_prediction(record: dict[str, Any]) -> str:
+        return str(record["output"])
 
 
 # ---- small helpers -------------------------------------------------------------------------------------------
@@ -380,22 +301,6 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _clean_ids(ids: Any, pad_token_id: int) -> Any:
-    """Token ids with the -100 the Trainer pads with (between batches, and in labels) turned into padding."""
-    import numpy as np
-
-    ids = ids[0] if isinstance(ids, tuple) else ids
-    return np.where(ids < 0, pad_token_id, ids)
-
-
-def generated_length(generated: Any, pad_token_id: int) -> float:
-    """Mean tokens generated per example, end-of-sequence included; not the decoder start token, not padding."""
-    import numpy as np
-
-    if len(generated) == 0:
-        return 0.0
-    return float(np.count_nonzero(generated[:, 1:] != pad_token_id, axis=1).mean())
-
 
 def _prediction_records(sources: list[str], references: list[str | list[str]] | None,
                         predictions: list[str]) -> list[dict[str, Any]]:
@@ -410,8 +315,29 @@ def _prediction_records(sources: list[str], references: list[str | list[str]] | 
     return records
 
 
-def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+_SHARED = dict(task_class=Seq2SeqTask, default_model="t5-small", auto_model="AutoModelForSeq2SeqLM",
+               peft_task_type="SEQ_2_SEQ_LM", architectures=("ForConditionalGeneration", "ForSeq2SeqLM"),
+               group="seq2seq")
+_LENGTH_FLAGS = (Flag("data.source_prefix", help="Text put before every source."),
+                 Flag("data.max_length", name="--max-source-length", help="Source tokens kept."),
+                 Flag("data.max_target_length", help="Target tokens kept."),
+                 Flag("generation.num_beams", help="Beam width for generation."),
+                 Flag("generation.max_new_tokens"))
+
+FAMILIES = (
+    TaskFamily(
+        name="summarization", command="summarize", pipeline_tag="summarization",
+        summary="Fine-tune an encoder-decoder model (T5, BART, Pegasus) to summarize; scored with ROUGE. "
+                "[model: t5-small]",
+        flags=(Flag("data.source_column", help="Document/source column."),
+               Flag("data.target_column", help="Summary/translation column."), *_LENGTH_FLAGS),
+        checkpoint_hint="an encoder-decoder model, e.g. a `finetune summarize` run", **_SHARED),
+    TaskFamily(
+        name="translation", command="translate", pipeline_tag="translation",
+        summary="Fine-tune an encoder-decoder model (T5, Marian, mBART) to translate; scored with BLEU and chrF.",
+        flags=(Flag("data.train_file", help="jsonl/csv with the two language columns, or a prefix of line-aligned "
+                                            "text files (train for train.en + train.de)."),
+               Flag("data.source_lang", help="Source language code, e.g. en."),
+               Flag("data.target_lang", help="Target language code, e.g. de."), *_LENGTH_FLAGS),
+        checkpoint_hint="an encoder-decoder model, e.g. a `finetune translate` run", **_SHARED),
+)

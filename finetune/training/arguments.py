@@ -8,7 +8,7 @@ from typing import Any
 from finetune.console import show_progress
 from finetune.training.distributed import world_size
 from finetune.errors import UserError
-from finetune.config.recipe import DistributedSection, Recipe, TrainSection
+from finetune.config.schema import DistributedSection, Recipe, TrainSection
 
 
 def has_cuda() -> bool:

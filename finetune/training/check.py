@@ -8,12 +8,11 @@ and nothing is written.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from finetune.data.sources import load_data
-from finetune.config.recipe import Recipe
+from finetune.config.schema import Recipe
 
 SAMPLE_SIZE = 1000
 
@@ -38,51 +37,33 @@ def _devices() -> str:
     return "cpu"
 
 
-def _label_counts(task: Any, split: Any) -> str | None:
-    if getattr(task, "is_regression", True) or not getattr(task, "label_names", None):
-        return None
-    counts = Counter(task.label_names[task.label_id(value)] for value in split[task.label_column])
-    total = sum(counts.values())
-    return ", ".join(f"{name} {counts[name]} ({counts[name] / total:.0%})" for name in task.label_names)
-
-
 def check(recipe: Recipe) -> CheckReport:
     from finetune.models.loading import load_config, load_tokenizer
     from finetune.tasks import get_task
-    from finetune.training.run import configure_library_logging
+    from finetune.training.trainer import configure_library_logging
 
     report = CheckReport()
     run_dir = recipe.resolved_output_dir()
+    task = get_task(recipe)
     report.add("task", recipe.task)
     report.add("model", recipe.model.name)
-    task = get_task(recipe)
     data = load_data(recipe.data)
     task.setup(data)
     report.add("data", data.source)
     report.add("train rows", len(data.train))
     for name, split in data.eval.items():
         report.add(f"eval examples ({name})", len(split))
-    if hasattr(task, "text_columns"):
-        report.add("text columns", ", ".join(task.text_columns))
-    if (labels := _label_counts(task, data.train)) is not None:
-        report.add("labels (train)", labels)
+    for name, value in task.check_report(data):
+        report.add(name, value)
 
     configure_library_logging()
     config = load_config(recipe.model)
     tokenizer = load_tokenizer(recipe.model, config, recipe.data.max_length)
     sample = data.train.select(range(min(SAMPLE_SIZE, len(data.train))))
     lengths = [len(ids) for ids in task.tokenize(sample, tokenizer)["input_ids"]]
-    examples = len(data.train)
-    if getattr(task, "format", None) == "text":  # packed blocks: every one is full by design, none truncated
-        examples = round(len(lengths) * len(data.train) / max(len(sample), 1))
-        report.add("packed blocks", f"about {examples} blocks of {lengths[0] if lengths else 0} tokens "
-                                    f"(from {len(lengths)} in the first {len(sample)} rows)")
-    elif lengths:
-        at_limit = sum(length >= recipe.data.max_length for length in lengths)
-        report.add("tokens per example", f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)} "
-                                         f"(sample of {len(lengths)})")
-        report.add("truncated", f"{at_limit} of {len(lengths)} sampled examples reach max_length "
-                                f"{recipe.data.max_length}")
+    lines, examples = task.check_tokens(lengths, len(sample), len(data.train))
+    for name, value in lines:
+        report.add(name, value)
 
     train = recipe.train
     per_step = train.batch_size * train.gradient_accumulation_steps

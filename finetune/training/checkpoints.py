@@ -9,27 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 from pathlib import Path
 from typing import Any
 
 from finetune.errors import UserError
+from finetune.outputs.run_dir import checkpoints_of
 
 logger = logging.getLogger("finetune")
 
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")
 _RESUME_STATE = ("optimizer.pt", "scheduler.pt")
-
-
-def checkpoint_step(path: Path) -> int:
-    match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-    return int(match.group(1)) if match else -1
-
-
-def checkpoints_of(run_dir: Path) -> list[Path]:
-    """checkpoint-N folders of a run, oldest first."""
-    return sorted((path for path in run_dir.glob("checkpoint-*") if checkpoint_step(path) >= 0), key=checkpoint_step)
 
 
 def incomplete_reason(checkpoint: Path) -> str | None:

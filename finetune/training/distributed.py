@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from finetune.compat import ACCELERATE_LAUNCH_MODULE
 from finetune.errors import UserError
 
 # Flags the parent consumes; the children must not see them, or they would launch again.
@@ -86,7 +87,7 @@ def launch_command(config: LaunchConfig, argv: list[str]) -> list[str]:
         raise UserError("--num-processes and --num-machines must be at least 1.")
     if config.num_machines > 1 and not config.main_process_ip:
         raise UserError("Several machines need --main-process-ip (the address of machine rank 0).")
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+    command = [sys.executable, "-m", ACCELERATE_LAUNCH_MODULE, "--multi_gpu",
                "--num_processes", str(config.num_processes),
                "--num_machines", str(config.num_machines), "--machine_rank", str(config.machine_rank),
                "--mixed_precision", "no", "--dynamo_backend", "no"]

@@ -10,7 +10,7 @@ from pathlib import Path
 def describe() -> list[tuple[str, str]]:
     import torch
 
-    from finetune.models.hub import hub_is_reachable
+    from finetune.hub import hub_is_reachable
     from finetune.outputs.files import library_versions
 
     rows = [("platform", platform.platform()), *library_versions().items()]
@@ -34,9 +34,9 @@ def describe() -> list[tuple[str, str]]:
 
 
 def _accelerate_config() -> str:
-    from accelerate.commands.config import default_config_file
+    from finetune.compat import accelerate_default_config_file
 
-    path = Path(os.environ.get("ACCELERATE_CONFIG_FILE", default_config_file))
+    path = Path(os.environ.get("ACCELERATE_CONFIG_FILE", accelerate_default_config_file()))
     if not path.is_file():
         return "none (defaults; `finetune ... --num-processes N` needs no config)"
     return f"{path}: " + " ".join(line.strip() for line in path.read_text().splitlines() if line.strip())[:300]

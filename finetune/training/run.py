@@ -7,28 +7,26 @@ downloaded or loaded, and the run directory is checked before anything is comput
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.outputs.card import model_card
-from finetune.training.checkpoints import interrupt_callback, resolve_resume
-from finetune.console import show_progress, verbosity
-from finetune.data.sources import load_data
-from finetune.training.distributed import barrier, is_main_process
+from finetune.config.schema import Recipe
+from finetune.console import verbosity
+from finetune.data.sources import dataset_card_entry, load_data
 from finetune.errors import TrainingInterrupted, UserError
-from finetune.outputs.plots import write_plots
-from finetune.config.recipe import Recipe
+from finetune.outputs.card import model_card
 from finetune.outputs.files import library_versions, write_json_atomic, write_text_atomic
+from finetune.outputs.plots import write_plots
+from finetune.outputs.run_dir import (CARD_FILE, METRICS_FILE, PREDICTIONS_DIR, RECIPE_FILE, STAGING_DIR,
+                                      TRAINER_STATE_FILE, ensure_disk_space, move_into, prepare_run_dir)
+from finetune.tasks import get_task
 from finetune.training.arguments import build_training_arguments
+from finetune.training.checkpoints import interrupt_callback, resolve_resume
+from finetune.training.distributed import barrier, is_main_process
+from finetune.training.trainer import configure_library_logging, evaluating_in_order
 
 logger = logging.getLogger("finetune")
-
-RECIPE_FILE = "recipe.yaml"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_DIR = "predictions"
 
 
 @dataclass
@@ -39,87 +37,7 @@ class RunResult:
     is_main_process: bool = True
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to clobber an earlier run; with `overwrite`, remove only a folder that is a run directory."""
-    if not run_dir.exists():
-        return
-    if run_dir.is_file():
-        raise UserError(f"--output-dir {run_dir} is a file. Choose a folder name.")
-    if not any(run_dir.iterdir()):
-        return
-    if not overwrite:
-        raise UserError(f"{run_dir} already holds a run. Pass --overwrite to replace it, "
-                        f"or choose another --output-dir.")
-    looks_like_run = (run_dir / RECIPE_FILE).exists() or any(run_dir.glob("checkpoint-*"))
-    if not looks_like_run:
-        raise UserError(f"{run_dir} is not empty and is not a finetune run directory (no {RECIPE_FILE}); "
-                        f"--overwrite only replaces run directories. Choose another --output-dir.")
-    shutil.rmtree(run_dir)
-
-
-def move_into(staging: Path, run_dir: Path) -> None:
-    """Rename every file of `staging` into `run_dir` (atomic per file on one filesystem), then drop `staging`."""
-    for path in sorted(staging.rglob("*")):
-        if path.is_file():
-            target = run_dir / path.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-    shutil.rmtree(staging)
-
-
-def ensure_disk_space(run_dir: Path, parameters: int) -> None:
-    """Fail before training when a checkpoint cannot be saved: weights plus AdamW's two moments, in float32."""
-    needed = parameters * 4 * 3
-    free = shutil.disk_usage(run_dir if run_dir.exists() else run_dir.parent if run_dir.parent.exists() else ".").free
-    if free < needed:
-        raise UserError(f"Not enough disk space for {run_dir}: a checkpoint needs about {needed / 1e9:.2f} GB, "
-                        f"{free / 1e9:.2f} GB is free. Free some space or choose another --output-dir.")
-
-
-def configure_library_logging() -> None:
-    import datasets
-    import transformers
-
-    level = {"quiet": transformers.logging.ERROR, "verbose": transformers.logging.INFO}
-    transformers.logging.set_verbosity(level.get(verbosity(), transformers.logging.WARNING))
-    if not show_progress():
-        datasets.disable_progress_bars()
-        transformers.logging.disable_progress_bar()
-
-
-def evaluating_in_order(trainer_class: type) -> type:
-    """The task's Trainer, evaluating in dataset order and grouping training batches by length reproducibly.
-
-    transformers 5 applies train_sampling_strategy="group_by_length" to evaluation too, with a random length-grouped
-    sampler: metrics survive, but predictions no longer line up with the rows they belong to. Tasks that want
-    length-sorted evaluation sort the dataset themselves and restore the order. For training, its sampler draws from
-    the global RNG, which breaks exact resumption; ours is seeded per epoch (see sampling.py).
-    """
-    from torch.utils.data import SequentialSampler
-
-    class InOrderTrainer(trainer_class):
-        def _get_eval_sampler(self, eval_dataset):
-            if eval_dataset is None or self.args.world_size > 1:
-                return super()._get_eval_sampler(eval_dataset)
-            return SequentialSampler(eval_dataset)
-
-        def _get_train_sampler(self, train_dataset=None):
-            dataset = train_dataset if train_dataset is not None else self.train_dataset
-            if self.args.train_sampling_strategy != "group_by_length" or "input_ids" not in dataset.column_names:
-                return super()._get_train_sampler(train_dataset)
-            from finetune.data.sampling import SeededLengthGroupedSampler, example_lengths
-
-            return SeededLengthGroupedSampler(
-                example_lengths(dataset), self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
-
-    InOrderTrainer.__name__ = trainer_class.__name__
-    return InOrderTrainer
-
-
 def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
-    from finetune.tasks import get_task
-
     run_dir = recipe.resolved_output_dir()
     if recipe.train.resume and run_dir.is_dir():
         if (run_dir / METRICS_FILE).exists():
@@ -146,7 +64,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     if recipe.peft.enabled:
         from finetune.models.lora import apply_lora
 
-        model = apply_lora(model, recipe)
+        model = apply_lora(model, recipe.peft, task.family.peft_task_type)
     from finetune.models.lora import parameter_counts
 
     parameters = parameter_counts(model)  # trainable vs total: what LoRA saves
@@ -193,7 +111,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
     # Saved under a temporary name, then renamed into place: an interrupted save never leaves a model that looks
     # complete. Every process takes part (sharded engines); only the main one writes.
-    staging = run_dir / ".final-model.tmp"
+    staging = run_dir / STAGING_DIR
     trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
         if recipe.peft.enabled:
@@ -201,7 +119,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
             save_base_config(trainer.model, staging)
         move_into(staging, run_dir)
-        trainer.state.save_to_json(str(run_dir / "trainer_state.json"))
+        trainer.state.save_to_json(str(run_dir / TRAINER_STATE_FILE))
         metrics.update(
             task=recipe.task,
             model=recipe.model.name,
@@ -218,7 +136,8 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
             versions=library_versions(),
         )
         write_plots(run_dir, trainer.state.log_history)
-        write_text_atomic(run_dir / "README.md", model_card(recipe, metrics, run_dir))
+        write_text_atomic(run_dir / CARD_FILE, model_card(recipe, metrics, run_dir, task.family.pipeline_tag,
+                                                           dataset_card_entry(recipe.data)))
         # metrics.json last: its presence marks a finished run.
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         if recipe.push_to_hub:

@@ -99,8 +99,9 @@ def run_smoke(output_dir: Path | None = None, echo: Callable[[str], None] = prin
     model_dir = build_tiny_bert(work / "tiny-bert", (row["text"] for row in train_rows))
     echo(f"2/4 model: tiny random BERT (2 layers, width 32) in {model_dir}")
 
-    from finetune.tasks.predict_inputs import predict_texts
-    from finetune.config.recipe import load_recipe
+    from finetune.config.loading import load_recipe
+    from finetune.tasks.base import PredictRequest
+    from finetune.tasks.predict import predict
     from finetune.training.run import run
 
     recipe = load_recipe(base={"task": "classification"}, flags={
@@ -112,15 +113,15 @@ def run_smoke(output_dir: Path | None = None, echo: Callable[[str], None] = prin
     result = run(recipe, overwrite=True)
     accuracy = result.metrics["eval_accuracy"]
     echo(f"3/4 train + evaluate: eval_accuracy {accuracy:.3f} (chance 0.5) "
-               f"in {result.metrics['train_runtime']:.1f} s")
+         f"in {result.metrics['train_runtime']:.1f} s")
 
     examples = [("a gorgeous , witty film", None), ("the plot was dull and the acting awful", None)]
-    predictions = predict_texts(result.run_dir, examples)
+    _, predictions = predict(result.run_dir, PredictRequest(examples))
     for prediction in predictions:
-        echo(f"      {prediction.label:<9} {prediction.score:.3f}  {prediction.text}")
+        echo(f"      {prediction['label']:<9} {prediction['score']:.3f}  {prediction['text']}")
     echo(f"4/4 predict: reloaded {result.run_dir} and labelled {len(predictions)} sentences")
 
-    learned = accuracy >= REQUIRED_ACCURACY and [p.label for p in predictions] == ["positive", "negative"]
+    learned = accuracy >= REQUIRED_ACCURACY and [p["label"] for p in predictions] == ["positive", "negative"]
     if learned:
         echo("smoke run passed: train -> evaluate -> save -> reload -> predict all work.")
         return 0

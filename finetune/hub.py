@@ -13,6 +13,8 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from finetune.compat import set_hub_offline_in_loaded_modules
+
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -46,17 +48,7 @@ def prepare_for_hub(*names: str | None) -> None:
         return
     if not hub_is_reachable():
         os.environ["HF_HUB_OFFLINE"] = "1"
-        _set_loaded_offline_flag()
-
-
-def _set_loaded_offline_flag() -> None:
-    """huggingface_hub and datasets read HF_HUB_OFFLINE at import; update them when already imported."""
-    import sys
-
-    for module_name in ("huggingface_hub.constants", "datasets.config"):
-        module = sys.modules.get(module_name)
-        if module is not None:
-            module.HF_HUB_OFFLINE = True
+        set_hub_offline_in_loaded_modules()
 
 
 def not_found_hint(name: str, what: str) -> str:

@@ -1,0 +1,118 @@
+"""Every use of a private (or undocumented) API of transformers, datasets, huggingface_hub, PEFT or accelerate, in
+one place. Each shim has a test in tests/test_compat.py that fails loudly, naming the shim, when the library
+changes under it; fix the shim there and nothing else moves.
+
+Imports of the libraries stay inside the functions: this module is imported by code the CLI loads at start-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+# ---- transformers.Trainer: the private methods finetune overrides ------------------------------------------------
+
+# method name -> the parameters finetune's overrides take (checked against the installed Trainer by the tests).
+TRAINER_PRIVATE_METHODS = {
+    "_get_eval_sampler": ("eval_dataset",),
+    "_get_train_sampler": ("train_dataset",),
+    "_issue_warnings_after_load": ("load_result",),
+}
+
+
+class TrainerHooks:
+    """Mix into a Trainer subclass (before the Trainer) to override its private sampler and load-warning methods
+    through public names: `eval_sampler`, `train_sampler` and `ignore_load_warnings`. A hook returning None (or
+    False) keeps the Trainer's own behaviour."""
+
+    def eval_sampler(self, dataset: Any) -> Any:
+        return None
+
+    def train_sampler(self, dataset: Any) -> Any:
+        return None
+
+    def ignore_load_warnings(self, load_result: Any) -> bool:
+        return False
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        sampler = self.eval_sampler(eval_dataset)
+        return sampler if sampler is not None else super()._get_eval_sampler(eval_dataset)  # type: ignore[misc]
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset  # type: ignore[attr-defined]
+        sampler = self.train_sampler(dataset)
+        return sampler if sampler is not None else super()._get_train_sampler(train_dataset)  # type: ignore[misc]
+
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        if not self.ignore_load_warnings(load_result):
+            super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
+
+
+def tied_weight_keys(model: Any) -> set[str]:
+    """Names of the weights a model ties to others (GPT-2's lm_head is its input embedding); a private attribute
+    that transformers 5 keeps as a list or a mapping."""
+    keys = getattr(model, "_tied_weights_keys", None) or ()
+    return set(keys)
+
+
+def conv1d_class() -> type:
+    """GPT-2's Conv1D layer (a Linear with its weight transposed), from transformers' internal pytorch_utils."""
+    from transformers.pytorch_utils import Conv1D
+
+    return Conv1D
+
+
+# ---- datasets -------------------------------------------------------------------------------------------------------
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """The fingerprint datasets derives from a file-backed split and every transform since (private attribute)."""
+    return str(dataset._fingerprint)
+
+
+def dataset_from_arrow_file(path: Path, fingerprint: str) -> Any:
+    """A memory-mapped dataset from an Arrow file written by datasets, with a fingerprint of our choosing (the
+    public `Dataset.from_file` derives its own, which would change every cache key computed from it)."""
+    import datasets
+    from datasets.table import MemoryMappedTable
+
+    return datasets.Dataset(MemoryMappedTable.from_file(str(path)), fingerprint=fingerprint)
+
+
+# ---- huggingface_hub / datasets: offline mode after import -----------------------------------------------------------
+
+# Modules that read HF_HUB_OFFLINE into a constant when imported.
+OFFLINE_FLAG_MODULES = ("huggingface_hub.constants", "datasets.config")
+
+
+def set_hub_offline_in_loaded_modules() -> None:
+    """huggingface_hub and datasets read HF_HUB_OFFLINE at import; update the copies already imported."""
+    for module_name in OFFLINE_FLAG_MODULES:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            module.HF_HUB_OFFLINE = True  # type: ignore[attr-defined]
+
+
+# ---- PEFT ---------------------------------------------------------------------------------------------------------
+
+
+def peft_default_lora_targets(model_type: str | None) -> list[str] | None:
+    """PEFT's own table of LoRA target modules per model type (an undocumented constant)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    targets = DEFAULTS.get(model_type) if model_type else None
+    return list(targets) if targets else None
+
+
+# ---- accelerate ---------------------------------------------------------------------------------------------------
+
+# Run as `python -m ACCELERATE_LAUNCH_MODULE ...`: `accelerate launch` without depending on the console script.
+ACCELERATE_LAUNCH_MODULE = "accelerate.commands.launch"
+
+
+def accelerate_default_config_file() -> Path:
+    """Where `accelerate config` writes its default config (internal module attribute)."""
+    from accelerate.commands.config import default_config_file
+
+    return Path(default_config_file)

@@ -1,0 +1,90 @@
+"""Each shim in finetune/compat.py against the installed libraries: when one of them changes a private API that
+finetune relies on, the test named after the shim fails here, not a training run somewhere else."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from finetune import compat
+
+
+@pytest.mark.parametrize("method, parameters", sorted(compat.TRAINER_PRIVATE_METHODS.items()))
+def test_trainer_still_has_the_private_methods_finetune_overrides(method, parameters):
+    from transformers import Trainer
+
+    assert hasattr(Trainer, method), f"transformers.Trainer.{method} is gone: update compat.TrainerHooks"
+    signature = inspect.signature(getattr(Trainer, method))
+    assert list(signature.parameters)[1:1 + len(parameters)] == list(parameters), signature
+
+
+def test_trainer_hooks_reach_the_trainer(tmp_path):
+    """The public hook names really replace the Trainer's samplers (and fall back to them when they return None)."""
+    import datasets
+    import torch
+    from torch.utils.data import SequentialSampler
+    from transformers import Trainer, TrainingArguments
+
+    class Ordered(compat.TrainerHooks, Trainer):
+        def eval_sampler(self, dataset):
+            return SequentialSampler(dataset)
+
+    model = torch.nn.Linear(2, 2)
+    data = datasets.Dataset.from_dict({"input_ids": [[1, 2], [3, 4], [5, 6]]})
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True,
+                             train_sampling_strategy="group_by_length")
+    trainer = Ordered(model=model, args=args, train_dataset=data)
+    assert isinstance(trainer._get_eval_sampler(data), SequentialSampler)
+    assert trainer._get_train_sampler() is not None  # None from the hook: the Trainer's own sampler
+
+
+def test_tied_weight_keys_name_gpt2s_output_embedding(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16))
+    assert "lm_head.weight" in compat.tied_weight_keys(model)
+
+
+def test_conv1d_is_the_layer_gpt2_uses():
+    from transformers import GPT2Config, GPT2Model
+
+    model = GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=16))
+    assert isinstance(model.h[0].attn.c_attn, compat.conv1d_class())
+
+
+def test_dataset_fingerprint_and_arrow_file_round_trip(tmp_path):
+    import datasets
+
+    dataset = datasets.Dataset.from_dict({"a": [1, 2, 3]})
+    assert compat.dataset_fingerprint(dataset) == dataset._fingerprint and len(compat.dataset_fingerprint(dataset))
+    path = tmp_path / "data.arrow"
+    dataset.flatten_indices(cache_file_name=str(path))
+    reloaded = compat.dataset_from_arrow_file(path, fingerprint="f" * 32)
+    assert reloaded["a"] == [1, 2, 3] and compat.dataset_fingerprint(reloaded) == "f" * 32
+
+
+def test_offline_flag_reaches_the_imported_modules(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    for name in compat.OFFLINE_FLAG_MODULES:
+        module = __import__(name, fromlist=["HF_HUB_OFFLINE"])
+        assert hasattr(module, "HF_HUB_OFFLINE"), f"{name}.HF_HUB_OFFLINE is gone: update the shim"
+        monkeypatch.setattr(module, "HF_HUB_OFFLINE", False)
+    compat.set_hub_offline_in_loaded_modules()
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True and datasets.config.HF_HUB_OFFLINE is True
+
+
+def test_peft_still_ships_its_lora_target_table():
+    pytest.importorskip("peft")  # the lora extra; the dev extra installs it
+    assert compat.peft_default_lora_targets("llama") == ["q_proj", "v_proj"]
+    assert compat.peft_default_lora_targets("no-such-model") is None
+
+
+def test_accelerate_launcher_and_config_locations():
+    import importlib
+
+    launcher = importlib.import_module(compat.ACCELERATE_LAUNCH_MODULE)
+    assert callable(getattr(launcher, "main", None)), "accelerate's launch module has no main(): update the shim"
+    assert compat.accelerate_default_config_file().name.endswith((".yaml", ".json"))
