@@ -38,8 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (LoadTracker, append_results, markdown_table, measure, require_data,  # noqa: E402
-                     run_worker, worker_main)
+from _common import LoadTracker, append_results, markdown_table, measure, require_data, run_worker, worker_main
 
 MAX_NEW_TOKENS = 32
 
@@ -75,8 +74,8 @@ def generation_only_worker(model_dir: str, data_file: str, batch_size: int) -> d
     """finetune's decoder-only generation path with batching off and on, same prompts, same process."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from finetune.tasks.decoding import encode_prompt, generate_continuations
     from finetune.config.schema import GenerationSection
+    from finetune.tasks.decoding import encode_prompt, generate_continuations
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token  # as modeling.load_tokenizer does

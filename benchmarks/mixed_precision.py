@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (LoadTracker, append_results, markdown_table, median, minilm_path, require_data,  # noqa: E402
-                     run_worker, worker_main)
+from _common import (
+    LoadTracker,
+    append_results,
+    markdown_table,
+    median,
+    minilm_path,
+    require_data,
+    run_worker,
+    worker_main,
+)
 
 
 def train_worker(precision: str, examples: int, model: str, data_dir: str, use_cpu: bool) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import LoadTracker, append_results, markdown_table, require_data, run_worker, worker_main  # noqa: E402
+from _common import LoadTracker, append_results, markdown_table, require_data, run_worker, worker_main
 
 BATCH_SIZE = 8
 
@@ -41,9 +41,9 @@ def efficiency(lengths: list[int], order: list[int], batch_size: int) -> float:
 def pack_worker(text_file: str, block_size: int, folder: str) -> dict[str, Any]:
     import torch
 
-    from finetune.data.sources import load_data
     from finetune.config.loading import load_recipe
     from finetune.data.sampling import length_grouped_indices
+    from finetune.data.sources import load_data
     from finetune.tasks import get_task
     from tests.builders import build_tiny_gpt2
 

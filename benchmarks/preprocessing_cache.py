@@ -27,8 +27,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (LoadTracker, append_results, markdown_table, median, minilm_path, require_data,  # noqa: E402
-                     run_worker, worker_main)
+from _common import (
+    LoadTracker,
+    append_results,
+    markdown_table,
+    median,
+    minilm_path,
+    require_data,
+    run_worker,
+    worker_main,
+)
 
 
 def prepare_worker(model: str, flags: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -40,8 +48,8 @@ def prepare_worker(model: str, flags: dict[str, Any], env: dict[str, str]) -> di
     import datasets  # noqa: F401  (imported before the clock starts, as are the others)
     from transformers import AutoTokenizer
 
-    from finetune.data.sources import load_data
     from finetune.config.loading import load_recipe
+    from finetune.data.sources import load_data
     from finetune.tasks import get_task
 
     recipe = load_recipe(base={"task": "classification"}, flags={"model": {"name": model}, **flags})

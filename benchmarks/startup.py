@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import LoadTracker, append_results, markdown_table, measure, median  # noqa: E402
+from _common import LoadTracker, append_results, markdown_table, measure, median
 
 BIN = Path(sys.executable).parent
 
@@ -46,7 +46,7 @@ def main() -> None:
         measure(argv).check(" ".join(argv))
     load = LoadTracker()
     times: dict[str, list[float]] = {name: [] for name in commands}
-    peaks: dict[str, float] = {name: 0.0 for name in commands}
+    peaks: dict[str, float] = dict.fromkeys(commands, 0.0)
     for _ in range(runs):
         load.sample()
         for name, argv in commands.items():  # interleaved, so a busy spell spreads over all commands

@@ -33,8 +33,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (LoadTracker, append_results, markdown_table, median, minilm_path, require_data,  # noqa: E402
-                     run_worker, worker_main)
+from _common import (
+    LoadTracker,
+    append_results,
+    markdown_table,
+    median,
+    minilm_path,
+    require_data,
+    run_worker,
+    worker_main,
+)
 
 VARIANTS = {
     "run_glue": "run_glue defaults (pad to 128, random order)",
@@ -76,8 +84,15 @@ def baseline_worker(variant: str, model: str, data_dir: str, train_samples: int,
                     learning_rate: float, seed: int, max_length: int) -> dict[str, Any]:
     import numpy as np
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments, default_data_collator, set_seed)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

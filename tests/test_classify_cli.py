@@ -10,7 +10,6 @@ import yaml
 
 from tests.helpers import write_csv, write_jsonl
 
-
 FAST = ["--epochs", "4", "--learning-rate", "3e-3", "--batch-size", "16", "--max-length", "32"]
 
 
@@ -32,7 +31,7 @@ def sentiment_run(tmp_path_factory, tiny_bert, sentiment_rows):
 
 
 def test_single_sentence_classifier_learns(sentiment_run):
-    run_dir, validation = sentiment_run
+    run_dir, _ = sentiment_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval_accuracy"] >= 0.85  # chance is 0.5
     assert metrics["train_samples"] == 400 and metrics["eval_samples"] == {"validation": 120}
@@ -128,7 +127,8 @@ def _regression_rows(count: int, seed: int) -> list[dict]:
     for row in make_sentiment_rows(count, seed):
         positive = row["label"] == "positive"
         strength = sum(word in row["text"].split() for word in ("great", "superb", "awful", "terrible"))
-        rows.append({"text": row["text"], "score": (3.5 if positive else 1.5) + (0.75 if positive else -0.75) * strength})
+        score = (3.5 if positive else 1.5) + (0.75 if positive else -0.75) * strength
+        rows.append({"text": row["text"], "score": score})
     return rows
 
 

@@ -8,9 +8,9 @@ import time
 import pandas as pd
 import pytest
 
+from finetune.config.schema import DataSection
 from finetune.data.sources import load_data, split_dataset_id
 from finetune.errors import UserError
-from finetune.config.schema import DataSection
 
 ROWS = [{"text": f"sentence {i}", "label": "positive" if i % 2 else "negative"} for i in range(10)]
 

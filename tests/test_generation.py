@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from finetune.tasks.lm_inputs import (IGNORE_INDEX, CausalLMCollator, lines_to_documents, pack_blocks,
-                                      prompt_completion_example)
+from finetune.tasks.lm_inputs import (
+    IGNORE_INDEX,
+    CausalLMCollator,
+    lines_to_documents,
+    pack_blocks,
+    prompt_completion_example,
+)
 from tests.conftest import requires_data
 from tests.helpers import invoke, write_jsonl
 
@@ -72,8 +77,8 @@ def task_for(model: Path, **data: object):
 
 
 def tokenizer_of(model: Path):
-    from finetune.models.loading import load_tokenizer
     from finetune.config.schema import ModelSection
+    from finetune.models.loading import load_tokenizer
 
     return load_tokenizer(ModelSection(name=str(model)), config=None)
 
@@ -221,8 +226,8 @@ def test_without_validation_data_the_tail_is_held_out(tiny_gpt2):
 def test_left_padded_batches_generate_what_single_prompts_do(model_fixture, request):
     from transformers import AutoModelForCausalLM
 
-    from finetune.tasks.decoding import encode_prompt, generate_continuations
     from finetune.config.schema import GenerationSection
+    from finetune.tasks.decoding import encode_prompt, generate_continuations
 
     path = request.getfixturevalue(model_fixture)
     tokenizer = tokenizer_of(path)

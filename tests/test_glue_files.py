@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from finetune.data.glue import GLUE_TASKS, get_glue_task
-from finetune.errors import UserError
 from finetune.data.glue_files import available_glue_splits, find_glue_split, load_glue_split
+from finetune.errors import UserError
 
 DATA_DIR = Path(os.environ.get("FINETUNE_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 # Applied per test rather than module-wide, so that the task-table tests run without the data.

@@ -7,8 +7,8 @@ import pytest
 import scipy.stats
 import sklearn.metrics
 
-from finetune.tasks import metrics
 from finetune.errors import UserError
+from finetune.tasks import metrics
 
 rng = np.random.default_rng(0)
 LABELS = rng.integers(0, 2, 200).tolist()

@@ -7,9 +7,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finetune.errors import UserError
-from finetune.config.schema import Recipe
 from finetune.config.loading import deep_merge, load_recipe, parse_overrides, shipped_recipe_names
+from finetune.config.schema import Recipe
+from finetune.errors import UserError
 
 
 def write(path, data) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 import yaml
@@ -59,7 +60,8 @@ def test_model_card_metadata_parses_and_matches_metrics(run_dir):
 
 def test_quiet_hides_the_training_logs(cli, tmp_path, tiny_bert, sentiment_rows):
     train, _ = sentiment_rows
-    result = cli(["--quiet", "classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "t.csv", train[:64]),
+    result = cli(["--quiet", "classify", "--model", tiny_bert,
+                  "--train-file", write_csv(tmp_path / "t.csv", train[:64]),
                   "--output-dir", tmp_path / "run", "--max-steps", "4", "train.logging_steps=1"])
     assert result.exit_code == 0, result.output
     assert "{'loss'" not in result.output and "written to" in result.output
@@ -79,7 +81,7 @@ def test_missing_tracker_package_is_a_clear_error(cli, tmp_path, tiny_bert, sent
 class FakeHubApi:
     """Stands in for huggingface_hub.HfApi at the network boundary; records what would be uploaded."""
 
-    calls: list = []
+    calls: typing.ClassVar[list] = []
 
     def __init__(self, token=None):
         self.token = token

@@ -168,8 +168,8 @@ def _task(recipe_flags: dict, splits: dict):
     """A Seq2SeqTask set up on in-memory splits ({"train": rows, "validation": rows})."""
     import datasets
 
-    from finetune.data.sources import LoadedData
     from finetune.config.loading import load_recipe
+    from finetune.data.sources import LoadedData
     from finetune.tasks import get_task
 
     task_name = recipe_flags.pop("task")
@@ -251,8 +251,8 @@ def test_translation_reads_hub_style_rows(reversal):
 
 
 def test_line_aligned_text_files(tmp_path):
-    from finetune.data.sources import load_data
     from finetune.config.schema import DataSection
+    from finetune.data.sources import load_data
 
     (tmp_path / "train.en").write_text("a cat\nthe dog\n", encoding="utf-8")
     (tmp_path / "train.de").write_text("eine Katze\nder Hund\n", encoding="utf-8")
@@ -296,8 +296,8 @@ def test_rouge_equals_rouge_score_with_best_reference():
 
     for references in (SINGLE, MULTI):
         expected = dict.fromkeys(kinds, 0.0)
-        for prediction, refs in zip(PREDICTIONS, references):
-            refs = [refs] if isinstance(refs, str) else refs
+        for prediction, reference in zip(PREDICTIONS, references):
+            refs = [reference] if isinstance(reference, str) else reference
             for kind in kinds:
                 expected[kind] += max(scorer.score(lines(ref), lines(prediction))[kind].fmeasure for ref in refs)
         ours = metrics.load("rouge").compute(predictions=PREDICTIONS, references=references)

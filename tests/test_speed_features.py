@@ -307,7 +307,7 @@ def test_torch_compile_is_a_recipe_option(tmp_path):
 
     recipe = load_recipe(base={"task": "classification"}, overrides=["train.torch_compile=true"])
     task = SimpleNamespace(main_metric="accuracy",
-                           training_arguments=lambda **kwargs: SimpleNamespace(**kwargs))
+                           training_arguments=SimpleNamespace)
     arguments = build_training_arguments(recipe, task, tmp_path, ["validation"])
     assert arguments.torch_compile is True
     assert arguments.train_sampling_strategy == "group_by_length"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -42,7 +42,7 @@ def user_errors(command):
             _fail(str(error), error.exit_code)
         except TrainingInterrupted as interrupted:
             typer.secho(str(interrupted), err=True, fg=typer.colors.YELLOW)
-            raise typer.Exit(interrupted.exit_code)
+            raise typer.Exit(interrupted.exit_code) from None
         except KeyboardInterrupt:
             _fail("interrupted.", 130)
 
@@ -62,7 +62,7 @@ def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the libraries' informational logs.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     _state["debug"] = debug
@@ -82,4 +82,4 @@ def load_task_recipe(path: Any, overrides: list[str] | None = None, **layers: An
     return complete(load_recipe(path, overrides, **layers))
 
 
-Overrides = Annotated[Optional[list[str]], typer.Argument(help=OVERRIDES_HELP, show_default=False)]
+Overrides = Annotated[list[str] | None, typer.Argument(help=OVERRIDES_HELP, show_default=False)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,7 +36,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name o
 @user_errors
 def recipes_validate(
     files: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
-    overrides: Annotated[Optional[list[str]], typer.Option("--set", help=OVERRIDES_HELP)] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDES_HELP)] = None,
     resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
 ) -> None:
     """Check recipes (keys, types, extends) without running them."""
@@ -55,17 +55,19 @@ def recipes_validate(
 @user_errors
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or a checkpoint folder inside one).")],
-    text: Annotated[Optional[list[str]], typer.Option(help="Input text; repeat for several.")] = None,
-    text_pair: Annotated[Optional[list[str]], typer.Option(
+    text: Annotated[list[str] | None, typer.Option(help="Input text; repeat for several.")] = None,
+    text_pair: Annotated[list[str] | None, typer.Option(
         help="Classification: second sentence for sentence-pair models; one per --text.")] = None,
-    prompt: Annotated[Optional[list[str]], typer.Option(help="Generation: prompt to continue; repeatable.")] = None,
-    file: Annotated[Optional[Path], typer.Option(
-        help="One input per line (sentence pairs: tab-separated), or a .jsonl/.csv with the run's text columns.")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="Generation: most new tokens.")] = None,
-    temperature: Annotated[Optional[float], typer.Option(help="Generation: sampling temperature (samples when set).")] = None,
-    top_p: Annotated[Optional[float], typer.Option(help="Generation: nucleus sampling mass.")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
-    num_beams: Annotated[Optional[int], typer.Option(help="Generation: beam width.")] = None,
+    prompt: Annotated[list[str] | None, typer.Option(help="Generation: prompt to continue; repeatable.")] = None,
+    file: Annotated[Path | None, typer.Option(
+        help="One input per line (sentence pairs: tab-separated), or a .jsonl/.csv with the run's text "
+             "columns.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Generation: most new tokens.")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help="Generation: sampling temperature (samples when set).")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Generation: nucleus sampling mass.")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
+    num_beams: Annotated[int | None, typer.Option(help="Generation: beam width.")] = None,
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 32,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
@@ -95,24 +97,25 @@ def predict(
 @app.command()
 @user_errors
 def evaluate(
-    checkpoints: Annotated[Optional[list[str]], typer.Argument(
+    checkpoints: Annotated[list[str] | None, typer.Argument(
         help="Run directories, checkpoint-N folders, model folders, Hub ids or LoRA adapters. With a suite: "
              "TASK=CHECKPOINT pairs (sst2=runs/sst2), or a folder of per-task runs.", show_default=False)] = None,
-    benchmark: Annotated[Optional[str], typer.Option(
+    benchmark: Annotated[str | None, typer.Option(
         "--benchmark", "-b", help="A task (glue/sst2), a suite (glue) or a benchmark YAML file. "
                                   "[default: each run's own evaluation data]")] = None,
-    dataset: Annotated[Optional[str], typer.Option(
+    dataset: Annotated[str | None, typer.Option(
         help="Score on any dataset instead: a Hub id, glue/<task>, or a local file or folder.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split to score. Default: the evaluation split(s).")] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Score only the first N examples of each split.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to score. Default: the evaluation split(s).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N examples of each split.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Evaluation batch size (scores do not depend on it).")] = 32,
-    data_dir: Annotated[Optional[Path], typer.Option(
+    data_dir: Annotated[Path | None, typer.Option(
         help="Folder of GLUE data on disk. Default: the run's data.data_dir.")] = None,
     output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
         "results"),
     all_checkpoints: Annotated[bool, typer.Option(
-        "--all-checkpoints", help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
-    overrides: Annotated[Optional[list[str]], typer.Option(
+        "--all-checkpoints",
+        help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
+    overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="Recipe overrides for the evaluation, e.g. data.max_length=256, generation.num_beams=4, "
                       "task=translation.")] = None,
 ) -> None:
@@ -121,7 +124,8 @@ def evaluate(
 
     report = run_evaluation(
         checkpoints or [], benchmark=benchmark, dataset=dataset, split=split, limit=limit, batch_size=batch_size,
-        data_dir=None if data_dir is None else str(data_dir), output_dir=output_dir, all_checkpoints=all_checkpoints, overrides=overrides,
+        data_dir=None if data_dir is None else str(data_dir), output_dir=output_dir, all_checkpoints=all_checkpoints,
+        overrides=overrides,
         echo=lambda line: typer.echo(line, err=True))
     typer.echo("")
     typer.echo(report.text, nl=False)
@@ -133,7 +137,7 @@ def evaluate(
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
     merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
-    output_dir: Annotated[Optional[Path], typer.Option(help="Where to write. Default: RUN_DIR/merged.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Where to write. Default: RUN_DIR/merged.")] = None,
 ) -> None:
     """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
     from finetune.errors import UserError
@@ -175,7 +179,8 @@ def env_command() -> None:
 @app.command()
 @user_errors
 def smoke(
-    output_dir: Annotated[Optional[Path], typer.Option(help="Keep the smoke run here. Default: a temporary folder.")] = None,
+    output_dir: Annotated[Path | None, typer.Option(
+        help="Keep the smoke run here. Default: a temporary folder.")] = None,
 ) -> None:
     """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
     from finetune.training.smoke import run_smoke

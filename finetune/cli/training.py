@@ -6,7 +6,7 @@ hands it to training.run; heavy libraries are imported inside the command bodies
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +23,8 @@ def _report(result: Any) -> None:
 
     metrics = result.metrics
     rows = [("task", metrics.get("task")), ("model", metrics.get("model")), ("data", metrics.get("data")),
-            ("examples", f"{metrics.get('train_samples')} train, {sum((metrics.get('eval_samples') or {}).values())} eval"),
+            ("examples", f"{metrics.get('train_samples')} train, "
+                         f"{sum((metrics.get('eval_samples') or {}).values())} eval"),
             ("steps", f"{metrics.get('global_step', '?')} ({metrics.get('epoch', 0):g} epochs, "
                       f"{metrics.get('world_size', 1)} process(es))"),
             ("time", f"{metrics.get('train_runtime', 0):.1f} s training, "
@@ -41,19 +42,19 @@ def _report(result: Any) -> None:
 
 # ---- options every training command has besides its recipe flags ---------------------------------------------
 
-RecipeFile = Annotated[Optional[str], typer.Option("--recipe", help="Start from this recipe file (or shipped name).")]
+RecipeFile = Annotated[str | None, typer.Option("--recipe", help="Start from this recipe file (or shipped name).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
 DryRun = Annotated[bool, typer.Option(
     "--dry-run", help="Check data, columns, labels and tokenization, report steps and devices; do not train.")]
-Resume = Annotated[Optional[bool], typer.Option(
+Resume = Annotated[bool | None, typer.Option(
     "--resume", help="Continue from the newest complete checkpoint in --output-dir (named one: "
                      "train.resume=checkpoint-N).", show_default=False)]
 NumProcesses = Annotated[int, typer.Option(
     "--num-processes", help="Processes in all (data parallel), started through accelerate launch.")]
 NumMachines = Annotated[int, typer.Option("--num-machines", help="Machines taking part.")]
 MachineRank = Annotated[int, typer.Option("--machine-rank", help="This machine's rank (0 is the main one).")]
-MainProcessIp = Annotated[Optional[str], typer.Option("--main-process-ip", help="Address of machine rank 0.")]
-MainProcessPort = Annotated[Optional[int], typer.Option("--main-process-port", help="Port on machine rank 0.")]
+MainProcessIp = Annotated[str | None, typer.Option("--main-process-ip", help="Address of machine rank 0.")]
+MainProcessPort = Annotated[int | None, typer.Option("--main-process-port", help="Port on machine rank 0.")]
 
 _RUN_OPTIONS = {"recipe": (RecipeFile, None), "overwrite": (Overwrite, False), "dry_run": (DryRun, False),
                 "num_processes": (NumProcesses, 1), "num_machines": (NumMachines, 1),
@@ -63,8 +64,8 @@ _RUN_OPTIONS = {"recipe": (RecipeFile, None), "overwrite": (Overwrite, False), "
 
 def _option_type(flag: FlagSpec) -> Any:
     """The Typer annotation of a recipe flag: None means "not given", so only given flags override the recipe."""
-    kind: Any = list[flag.value_type] if flag.repeatable else flag.value_type
-    return Annotated[Optional[kind], typer.Option(flag.name, help=flag.help, show_default=False)]
+    kind: Any = list[flag.value_type] if flag.repeatable else flag.value_type  # type: ignore[name-defined]
+    return Annotated[kind | None, typer.Option(flag.name, help=flag.help, show_default=False)]
 
 
 def command_flags(family: TaskFamily) -> list[FlagSpec]:
@@ -109,7 +110,7 @@ for _family in families():
     add_training_command(_family)
 
 
-def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: Optional[LaunchConfig] = None) -> None:
+def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: LaunchConfig | None = None) -> None:
     from finetune.training.run import run
 
     if dry_run:

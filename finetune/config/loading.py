@@ -73,7 +73,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a recipe is a mapping of keys (task:, model:, data:, train:), not a {type(data).__name__}.")
+        raise UserError(f"{path}: a recipe is a mapping of keys (task:, model:, data:, train:), "
+                        f"not a {type(data).__name__}.")
     return data
 
 

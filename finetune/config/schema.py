@@ -23,7 +23,8 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    name: str | None = Field(None, description="Hub id or local folder. Default: the task's (bert-base-uncased, t5-small, gpt2).")
+    name: str | None = Field(None, description="Hub id or local folder. Default: the task's (bert-base-uncased, "
+                                               "t5-small, gpt2).")
     revision: str | None = Field(None, description="Hub branch, tag or commit of the model.")
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless asked.")
 
@@ -143,7 +144,8 @@ class DistributedSection(_Section):
 
 class Recipe(_Section):
     task: str = Field("classification", min_length=1,
-                      description="What the model learns to do: classification, summarization, translation, generation.")
+                      description="What the model learns to do: classification, summarization, translation, "
+                                  "generation.")
     description: str | None = Field(None, description="One line on what this recipe is for.")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)

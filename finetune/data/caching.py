@@ -187,7 +187,6 @@ def cached_file_dataset(path: str | Path, build: Callable[[], datasets.Dataset],
     root = cache_root()
     if root is None:
         return build()
-    import datasets
 
     path = Path(path)
     stat = path.stat()

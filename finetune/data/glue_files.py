@@ -211,7 +211,8 @@ def _label_parser(task: GlueTask, path: Path):
         return parse_score
 
     # Names map through the HF ClassLabel order; files that already store ids ("0", "1") pass through.
-    ids = {name: i for i, name in enumerate(task.label_names)} | {str(i): i for i in range(task.num_labels)}
+    names = task.label_names or ()
+    ids = {name: i for i, name in enumerate(names)} | {str(i): i for i in range(task.num_labels)}
 
     def parse_class(value: str, line: int) -> int:
         try:
@@ -219,7 +220,7 @@ def _label_parser(task: GlueTask, path: Path):
         except KeyError:
             raise UserError(
                 f"{path}, line {line}: unknown {task.tsv_dir} label {value!r}; allowed labels are "
-                f"{', '.join(task.label_names)} (or their ids 0-{task.num_labels - 1}). Fix that line of the file."
+                f"{', '.join(names)} (or their ids 0-{task.num_labels - 1}). Fix that line of the file."
             ) from None
 
     return parse_class
@@ -239,6 +240,7 @@ def _read_tsv(task: GlueTask, path: Path) -> dict[str, list]:
         if first is None:
             return {**columns, "idx": []}
         positions, is_header = _layout(task, first, path)
+        assert positions is not None  # _layout raises when it cannot place the columns
         for row in reader if is_header else itertools.chain([first], reader):
             if not row:  # blank line
                 continue

@@ -77,6 +77,13 @@ def length_order(dataset: Any, column: str = "input_ids") -> list[int]:
     return sorted(range(len(lengths)), key=lambda index: -lengths[index])
 
 
+def longest_first(evaluation: Any) -> Any:
+    """Evaluation data (one split, a dict of named splits, or None) with each split's rows longest first."""
+    if isinstance(evaluation, dict):
+        return {name: split.select(length_order(split)) for name, split in evaluation.items()}
+    return None if evaluation is None else evaluation.select(length_order(evaluation))
+
+
 def padding_efficiency(lengths: Sequence[int], order: Sequence[int], batch_size: int) -> float:
     """Real tokens / positions computed when `order` is cut into batches padded to their longest example."""
     real = computed = 0

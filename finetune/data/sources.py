@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.config.schema import DataSection
 from finetune.data.glue import GlueTask, get_glue_task
 from finetune.errors import UserError, did_you_mean
-from finetune.config.schema import DataSection
 
 if TYPE_CHECKING:
     import datasets
@@ -97,8 +97,10 @@ def _load_glue(task: GlueTask, data: DataSection) -> LoadedData:
     if data.data_dir:
         from finetune.data.glue_files import load_glue_split
 
+        data_dir = data.data_dir
+
         def read(split: str) -> datasets.Dataset:
-            return load_glue_split(task, data.data_dir, split)
+            return load_glue_split(task, data_dir, split)
 
         source = f"GLUE {task.name} in {data.data_dir}"
     else:

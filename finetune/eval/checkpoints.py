@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
-from finetune.outputs.run_dir import (ADAPTER_CONFIG_FILE, MODEL_CONFIG_FILE, RECIPE_FILE, TOKENIZER_CONFIG_FILE,
-                                      checkpoint_step, checkpoints_of, is_adapter_folder, recipe_file_of)
+from finetune.outputs.run_dir import (
+    ADAPTER_CONFIG_FILE,
+    MODEL_CONFIG_FILE,
+    RECIPE_FILE,
+    TOKENIZER_CONFIG_FILE,
+    checkpoint_step,
+    checkpoints_of,
+    is_adapter_folder,
+    recipe_file_of,
+)
 
 if TYPE_CHECKING:
     from finetune.config.schema import Recipe
@@ -75,7 +83,8 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
         from finetune.config.schema import ModelSection
         from finetune.models.loading import load_config
 
-        architecture = (load_config(ModelSection(name=spec)).architectures or [None])[0]
+        architectures = load_config(ModelSection(name=spec)).architectures or []
+        architecture = architectures[0] if architectures else None
         family = family_of_model(architecture)
         return Checkpoint(spec, None, None, family.name if family else None, architecture,
                           config_source=spec, tokenizer_source=spec)
@@ -94,7 +103,8 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
         hint = (" It holds checkpoint-N folders: pass one of them, or add --all-checkpoints."
                 if checkpoints_of(path) else "")
         raise UserError(f"{path} holds no model (no {MODEL_CONFIG_FILE} or {ADAPTER_CONFIG_FILE}).{hint}")
-    architecture = (_read_json(config_dir / MODEL_CONFIG_FILE).get("architectures") or [None])[0] if config_dir else None
+    config = _read_json(config_dir / MODEL_CONFIG_FILE) if config_dir else {}
+    architecture = (config.get("architectures") or [None])[0]
     adapter_config = _read_json(path / ADAPTER_CONFIG_FILE) if adapter else {}
     family = family_of_model(architecture, adapter_config.get("task_type"))
     task = recipe.task if recipe else (family.name if family else None)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.outputs.files import write_text_atomic
-from finetune.eval.suites import higher_is_better
+from finetune.tasks.metrics import higher_is_better
 
 
 def _cell(value: Any) -> str:
@@ -78,8 +78,8 @@ def leaderboard(rows: list[dict[str, Any]], key: str, label_columns: Sequence[st
                 metric_order: Sequence[str] = ()) -> tuple[list[str], list[list[Any]]]:
     """(headers, rows) ranked by `key`: rank, the label columns, then every metric (key first)."""
     ordered = ranked(rows, key)
-    metrics = [name for name in metric_columns([{k: v for k, v in row.items() if k not in label_columns}
-                                                 for row in ordered], [key, *metric_order])]
+    metrics = metric_columns([{k: v for k, v in row.items() if k not in label_columns} for row in ordered],
+                             [key, *metric_order])
     headers = ["rank", *label_columns, *metrics]
     table = [[index + 1, *(row.get(column) for column in label_columns), *(row.get(name) for name in metrics)]
              for index, row in enumerate(ordered)]

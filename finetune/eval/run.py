@@ -21,10 +21,19 @@ from typing import Any
 
 from finetune.errors import UserError
 from finetune.eval.checkpoints import Checkpoint, checkpoint_slug, resolve_checkpoint
-from finetune.eval.scoring import SplitResult, evaluate_task
 from finetune.eval.leaderboard import leaderboard, markdown_table, metric_columns, plot_by_step, write_tables
-from finetune.eval.suites import (Benchmark, dataset_benchmark, find_task_key, higher_is_better, own_data_benchmark,
-                             resolve_benchmark, suite_score, task_score)
+from finetune.eval.scoring import SplitResult, evaluate_task
+from finetune.eval.suites import (
+    Benchmark,
+    dataset_benchmark,
+    find_task_key,
+    own_data_benchmark,
+    resolve_benchmark,
+    suite_score,
+    task_score,
+)
+from finetune.outputs.run_dir import checkpoints_of, is_model_folder
+from finetune.tasks.metrics import higher_is_better
 
 
 @dataclass
@@ -50,7 +59,7 @@ class Scored:
     @property
     def main(self) -> str:
         benchmark = self.subject.benchmark
-        if benchmark.is_suite:
+        if benchmark.score_name is not None:  # a suite
             return benchmark.score_name
         spec = next(iter(benchmark.tasks.values()))
         return (spec.metrics or [self.results[0].main_metric])[0] if self.results else "score"
@@ -66,7 +75,8 @@ class Scored:
             row.update(self.results[0].metrics)
         else:  # one task, several splits (MNLI): their mean ranks, each split is shown
             values = [result.metrics.get(self.main) for result in self.results]
-            row[self.main] = sum(values) / len(values) if None not in values else None
+            present = [value for value in values if value is not None]
+            row[self.main] = sum(present) / len(values) if len(present) == len(values) else None
             for result in self.results:
                 row.update({f"{result.key}/{name}": value for name, value in result.metrics.items()})
         seconds = sum(result.runtime for result in self.results)
@@ -85,8 +95,7 @@ def _plan(specs: list[str], benchmark: Benchmark | None, all_checkpoints: bool) 
     for spec in specs:
         if all_checkpoints:
             run = Path(spec)
-            folders = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])
-                             if p.name.split("-")[-1].isdigit() else -1) if run.is_dir() else []
+            folders = checkpoints_of(run) if run.is_dir() else []
             if not folders:
                 raise UserError(f"{spec} has no checkpoint-N folders to score (runs keep train.save_total_limit of "
                                 f"them, and none with eval_strategy no).")
@@ -110,7 +119,7 @@ def _single(checkpoint: Checkpoint, benchmark: Benchmark | None, run: str | None
 
 
 def _is_runs_folder(path: Path) -> bool:
-    return path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file()
+    return path.is_dir() and not is_model_folder(path)
 
 
 def _folder_subject(folder: Path, benchmark: Benchmark) -> Subject:
@@ -118,7 +127,7 @@ def _folder_subject(folder: Path, benchmark: Benchmark) -> Subject:
     mapping: dict[str, Checkpoint] = {}
     for child in sorted(path for path in folder.iterdir() if path.is_dir()):
         key = find_task_key(child.name, benchmark.tasks)
-        if key is None or not ((child / "config.json").is_file() or (child / "adapter_config.json").is_file()):
+        if key is None or not is_model_folder(child):
             continue
         if key in mapping:
             raise UserError(f"Both {mapping[key].spec} and {child} look like the {key} run of {folder}. Name them "
@@ -265,8 +274,8 @@ def _summaries(scored_all: list[Scored], output_dir: Path, all_checkpoints: bool
     main = scored_all[0].main
     rows = [scored.row() for scored in scored_all]
     if all_checkpoints:
-        for run in dict.fromkeys(scored.subject.run for scored in scored_all):
-            mine = [(s.subject.checkpoints[next(iter(s.subject.checkpoints))].step, row)
+        for run in dict.fromkeys(scored.subject.run or "" for scored in scored_all):
+            mine = [(s.subject.checkpoints[next(iter(s.subject.checkpoints))].step or 0, row)
                     for s, row in zip(scored_all, rows) if s.subject.run == run]
             steps = [step for step, _ in mine]
             metrics = [m for m in metric_columns([row for _, row in mine], [main]) if m != "model"]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.eval.checkpoints import Checkpoint, evaluation_task_name
 from finetune.errors import UserError
+from finetune.eval.checkpoints import Checkpoint, evaluation_task_name
 from finetune.eval.suites import BenchmarkTask, result_key
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _load_eval_data(recipe: Recipe, spec: BenchmarkTask, splits: list[str] | Non
     from finetune.data.sources import LoadedData, load_data
 
     loaded: LoadedData | None = None
-    for split in splits or [None]:
+    for split in splits or [None]:  # type: ignore[list-item]
         if split is not None:
             recipe.data.eval_split = split
         part = load_data(recipe.data, need_train=False)
@@ -104,6 +104,7 @@ def _load_eval_data(recipe: Recipe, spec: BenchmarkTask, splits: list[str] | Non
             loaded = part
         else:
             loaded.eval.update(part.eval)
+    assert loaded is not None
     if not loaded.eval and spec.own_data and recipe.data.dataset is None and recipe.data.validation_file is None:
         raise UserError(f"The run {recipe.model.name} had no validation data (it held out training rows); pass "
                         f"--dataset FILE to score it on a file.")

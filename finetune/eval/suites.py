@@ -168,13 +168,6 @@ def slugify(text: str) -> str:
 
 # ---- scores ---------------------------------------------------------------------------------------------------
 
-_LOWER_IS_BETTER = ("loss", "perplexity", "mse", "gen_len")
-
-
-def higher_is_better(metric: str) -> bool:
-    return not metric.endswith(_LOWER_IS_BETTER)
-
-
 def task_score(split_metrics: list[dict[str, float]], metrics: list[str]) -> float:
     """Mean over the task's splits of the mean of its metrics: MRPC/QQP (F1 + accuracy) / 2, STS-B (Pearson +
     Spearman) / 2, MNLI (matched + mismatched accuracy) / 2."""

@@ -17,13 +17,19 @@ if TYPE_CHECKING:
     from finetune.config.schema import ModelSection
 
 
+def _name(model: ModelSection) -> str:
+    if not model.name:  # the task registry fills in the task's default model
+        raise UserError("No model given: pass --model (a Hub id or a local folder).")
+    return model.name
+
+
 def _source_kwargs(model: ModelSection) -> dict[str, Any]:
     return {"revision": model.revision, "trust_remote_code": model.trust_remote_code}
 
 
 def _translate_load_error(model: ModelSection, error: Exception) -> UserError:
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return UserError(f"{not_found_hint(model.name, 'model')} ({detail})")
+    return UserError(f"{not_found_hint(_name(model), 'model')} ({detail})")
 
 
 def load_config(model: ModelSection, **overrides: Any) -> PretrainedConfig:
@@ -35,7 +41,7 @@ def load_config(model: ModelSection, **overrides: Any) -> PretrainedConfig:
 
         logging.getLogger("finetune").warning("trust_remote_code is on: code shipped with '%s' will run.", model.name)
     try:
-        return AutoConfig.from_pretrained(model.name, **_source_kwargs(model), **overrides)
+        return AutoConfig.from_pretrained(_name(model), **_source_kwargs(model), **overrides)
     except (OSError, ValueError, KeyError) as error:
         raise _translate_load_error(model, error) from error
 

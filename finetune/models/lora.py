@@ -55,7 +55,7 @@ def _linear_module_names(model: Any) -> set[str]:
 def default_target_modules(model: Any) -> list[str]:
     """The attention projections LoRA adapts when the recipe names none: peft's table, ours, then a guess."""
     model_type = getattr(model.config, "model_type", None)
-    known = peft_default_lora_targets(model_type) or FALLBACK_TARGET_MODULES.get(model_type)
+    known = peft_default_lora_targets(model_type) or FALLBACK_TARGET_MODULES.get(model_type or "")
     if known:
         return list(known)
     names = _linear_module_names(model)

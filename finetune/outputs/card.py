@@ -62,7 +62,8 @@ def model_card(recipe: Recipe, metrics: dict[str, Any], run_dir: Path, pipeline_
 
 # {run_dir.name}
 
-{recipe.description or f"A {recipe.task} model"} fine-tuned from `{recipe.model.name}` on {metrics.get('data', dataset['name'])}
+{recipe.description or f"A {recipe.task} model"} fine-tuned from `{recipe.model.name}`
+on {metrics.get('data', dataset['name'])}
 with finetune. {metrics.get('train_samples', '?')} training examples,
 {int(metrics.get('epoch', 0) or 0)} epoch(s), {metrics.get('train_runtime', 0):.0f} s of training.
 

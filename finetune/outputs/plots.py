@@ -45,8 +45,10 @@ def write_plots(run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
     written = [
         _figure(folder / "loss.png", "Loss", "step",
                 {"train loss": _series(history, "loss"), "eval loss": _series(history, "eval_loss")}),
-        _figure(folder / "learning_rate.png", "Learning rate", "step", {"learning rate": _series(history, "learning_rate")}),
+        _figure(folder / "learning_rate.png", "Learning rate", "step",
+                {"learning rate": _series(history, "learning_rate")}),
         _figure(folder / "eval_metrics.png", "Evaluation metrics", "epoch",
-                {key.removeprefix("eval_"): _series(history, key, x="epoch") for key in eval_keys if key != "eval_loss"}),
+                {key.removeprefix("eval_"): _series(history, key, x="epoch")
+                 for key in eval_keys if key != "eval_loss"}),
     ]
     return [path for path in written if path is not None]

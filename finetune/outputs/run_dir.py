@@ -1,7 +1,8 @@
 """The run directory: the one module that knows its layout.
 
     runs/x/
-      config.json, model.safetensors, tokenizer.json, ...   the model (or adapter_model.safetensors + adapter_config.json)
+      config.json, model.safetensors, tokenizer.json, ...   the model (LoRA: adapter_model.safetensors and
+                                                            adapter_config.json)
       recipe.yaml        the fully resolved recipe, written before training starts
       metrics.json       written last: its presence marks a finished run
       predictions/       one JSON line per evaluation (and test) example

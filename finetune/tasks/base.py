@@ -141,7 +141,8 @@ class Task(ABC):
         at_limit = sum(length >= max_length for length in lengths)
         return [("tokens per example", f"mean {sum(lengths) / len(lengths):.1f}, max {max(lengths)} "
                                        f"(sample of {len(lengths)})"),
-                ("truncated", f"{at_limit} of {len(lengths)} sampled examples reach max_length {max_length}")], train_rows
+                ("truncated", f"{at_limit} of {len(lengths)} sampled examples reach max_length {max_length}")
+                ], train_rows
 
     # ---- scoring a saved checkpoint (finetune evaluate) -------------------------------------------------------
 

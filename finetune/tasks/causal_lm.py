@@ -63,6 +63,7 @@ class CausalLMTask(Task):
     def setup(self, data: LoadedData) -> None:
         self.data = data
         self._hold_out_if_needed(data)
+        assert data.train is not None  # load_data gives a training split (evaluation: the first eval split)
         columns = list(data.train.column_names)
         section = self.recipe.data
         pair = self._pair_columns(columns)
@@ -87,6 +88,7 @@ class CausalLMTask(Task):
         self.before_metrics: dict[str, float] = {}
 
     def _hold_out_if_needed(self, data: LoadedData) -> None:
+        assert data.train is not None
         count = len(data.train)
         if data.eval or count < 2:
             return
@@ -251,16 +253,16 @@ class CausalLMTask(Task):
 
     def _sample_prompts(self, trainer: Trainer) -> list[tuple[str, list[int]]]:
         """(prompt text, token ids) for samples.jsonl: the recipe's prompts, else a few evaluation examples."""
-        tokenizer = trainer.processing_class
+        tokenizer: Any = trainer.processing_class
         generation = self.recipe.generation
         max_length = self.recipe.data.max_length
         if generation.sample_prompts:
             return [(prompt, encode_prompt(tokenizer, prompt, max_length)) for prompt in generation.sample_prompts]
         if self.format == "prompt_completion":
-            split = next(iter(self.data.eval.values()), self.data.train)
+            split: Any = next(iter(self.data.eval.values()), self.data.train)
             rows = split.select(_spread(len(split), generation.num_samples))
             return [(prompt, encode_prompt(tokenizer, prompt, max_length)) for prompt in self.prompts(rows[:])]
-        blocks = trainer.eval_dataset if trainer.eval_dataset is not None else trainer.train_dataset
+        blocks: Any = trainer.eval_dataset if trainer.eval_dataset is not None else trainer.train_dataset
         if isinstance(blocks, dict):
             blocks = next(iter(blocks.values()))
         length = max(1, min(SAMPLE_PROMPT_TOKENS, self.block_size // 2))
@@ -275,7 +277,8 @@ class CausalLMTask(Task):
             from transformers import set_seed
 
             set_seed(self.recipe.train.seed)  # the same samples for the same run
-        return generate_continuations(trainer.model, trainer.processing_class, prompts, settings,
+        model: Any = trainer.model
+        return generate_continuations(model, trainer.processing_class, prompts, settings,  # type: ignore[arg-type]
                                       batch_size=trainer.args.per_device_eval_batch_size)
 
     # ---- predictions ------------------------------------------------------------------------------------------
@@ -284,12 +287,12 @@ class CausalLMTask(Task):
                           path: Path, metric_key_prefix: str = "eval") -> dict[str, float]:
         from finetune.outputs.files import write_text_atomic
 
-        tokenizer = trainer.processing_class
+        tokenizer: Any = trainer.processing_class
         has_labels = self.format == "text" or "labels" in tokenized.column_names
         metrics: dict[str, float] = {}
         losses: list[tuple[float, int]] = []
         if has_labels and len(tokenized):
-            metrics = dict(trainer.predict(tokenized, metric_key_prefix=metric_key_prefix).metrics)
+            metrics = dict(trainer.predict(tokenized, metric_key_prefix=metric_key_prefix).metrics or {})
             losses = example_losses(trainer.model, tokenized, self.data_collator(tokenizer),
                                     trainer.args.per_device_eval_batch_size)
         if self.format == "text":
@@ -305,7 +308,7 @@ class CausalLMTask(Task):
     def _completion_records(self, trainer: Trainer, raw: datasets.Dataset,
                             losses: list[tuple[float, int]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
         """Greedy completions of every prompt, with BLEU and ROUGE-L against the references when there are any."""
-        tokenizer = trainer.processing_class
+        tokenizer: Any = trainer.processing_class
         prompts = self.prompts(raw[:]) if len(raw) else []
         prompt_ids = [encode_prompt(tokenizer, prompt, self.recipe.data.max_length) for prompt in prompts]
         greedy = self.recipe.generation.model_copy(update={"do_sample": False})  # scores must be reproducible

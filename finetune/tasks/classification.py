@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from collections import Counter
 
 from finetune.errors import UserError
 from finetune.tasks import metrics as metric_registry
@@ -173,13 +172,9 @@ class ClassificationTask(Task):
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest inputs first: each batch pads to its longest input, so batches of similar length compute
         less (SST-2 dev: half the positions). The metrics do not depend on the order."""
-        from finetune.data.sampling import length_order
+        from finetune.data.sampling import longest_first
 
-        if isinstance(trainer.eval_dataset, dict):
-            trainer.eval_dataset = {name: split.select(length_order(split))
-                                    for name, split in trainer.eval_dataset.items()}
-        elif trainer.eval_dataset is not None:
-            trainer.eval_dataset = trainer.eval_dataset.select(length_order(trainer.eval_dataset))
+        trainer.eval_dataset = longest_first(trainer.eval_dataset)
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         from transformers import DataCollatorWithPadding
@@ -234,7 +229,7 @@ class ClassificationTask(Task):
             shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
             confidence = (shifted / shifted.sum(axis=-1, keepdims=True)).max(axis=-1)
         if not trainer.is_world_process_zero():  # every process predicts (collectively); one writes
-            return dict(output.metrics) if output.label_ids is not None else {}
+            return dict(output.metrics or {}) if output.label_ids is not None else {}
         references = _column(tokenized, "labels") if "labels" in tokenized.column_names else None
         names = self.written_label_names()  # the ids of predictions and labels: the model's
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,12 +245,13 @@ class ClassificationTask(Task):
                     record["prediction"] = names[int(predicted[row_index])]
                     record["score"] = round(float(confidence[row_index]), 6)
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        return dict(output.metrics) if output.label_ids is not None else {}
+        return dict(output.metrics or {}) if output.label_ids is not None else {}
 
     def check_report(self, data: LoadedData) -> list[tuple[str, str]]:
         lines = [("text columns", ", ".join(self.text_columns))]
         if not self.is_regression and data.train is not None:
-            counts = Counter(self.label_names[self.label_id(value)] for value in _column(data.train, self.label_column))
+            labels = _column(data.train, self.label_column)
+            counts = Counter(self.label_names[int(self.label_id(value))] for value in labels)
             total = sum(counts.values())
             lines.append(("labels (train)", ", ".join(f"{name} {counts[name]} ({counts[name] / total:.0%})"
                                                       for name in self.label_names)))

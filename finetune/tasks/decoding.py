@@ -60,10 +60,10 @@ def generate_continuations(model: PreTrainedModel, tokenizer: PreTrainedTokenize
                                      device=device)
             attention_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=device)
             with torch.inference_mode():
-                generated = model.generate(input_ids=input_ids, attention_mask=attention_mask, streamer=streamer,
-                                           **kwargs)
+                generated = model.generate(  # type: ignore[operator]
+                    input_ids=input_ids, attention_mask=attention_mask, streamer=streamer, **kwargs)
             for index, row in zip(indices, generated[:, width:]):
-                outputs[index] = tokenizer.decode(row, skip_special_tokens=True)
+                outputs[index] = str(tokenizer.decode(row, skip_special_tokens=True))
     finally:
         model.train(was_training)
     return outputs

@@ -80,16 +80,17 @@ def perplexity_trainer() -> type[Trainer]:
 
         def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
             output = super().evaluation_loop(*args, **kwargs)
-            for key, value in list(output.metrics.items()):
+            metrics = output.metrics if output.metrics is not None else {}
+            for key, value in list(metrics.items()):
                 if key.endswith("_loss"):
-                    output.metrics[f"{key[:-len('_loss')]}_perplexity"] = perplexity(value)
+                    metrics[f"{key[:-len('_loss')]}_perplexity"] = perplexity(value)
             return output
 
         def ignore_load_warnings(self, load_result: Any) -> bool:
             # Checkpoints leave out tied output embeddings (GPT-2's lm_head is its input embedding); loading the best
             # one then reports them missing although nothing is. Re-tie instead of warning.
             if load_result.missing_keys and set(load_result.missing_keys) <= tied_weight_keys(self.model):
-                self.model.tie_weights()
+                self.model.tie_weights()  # type: ignore[union-attr, operator]
                 return True
             return False
 

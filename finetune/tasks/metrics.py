@@ -130,9 +130,13 @@ _REGISTRY: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-def register(name: str, function: Callable[..., dict[str, float]]) -> None:
-    """Add a metric: `function(predictions, references, **kwargs) -> dict[str, float]`."""
-    _REGISTRY[name] = function
+# Metrics where lower is better (the suffix counts: eval_loss, validation_perplexity). Everything else: higher.
+LOWER_IS_BETTER = ("loss", "perplexity", "mse", "mae", "gen_len")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` is better: picks the best checkpoint and ranks leaderboards."""
+    return not metric.endswith(LOWER_IS_BETTER)
 
 
 def available() -> list[str]:

@@ -11,21 +11,27 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 from finetune.tasks import metrics as metric_registry
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
-from finetune.tasks.seq2seq_generation import (T5_MODEL_TYPES, clean_ids, configure_generation, default_source_prefix,
-                                               generated_length, predict_texts)
+from finetune.tasks.seq2seq_generation import (
+    T5_MODEL_TYPES,
+    clean_ids,
+    configure_generation,
+    default_source_prefix,
+    generated_length,
+    predict_texts,
+)
 
 if TYPE_CHECKING:
     import datasets
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
     from finetune.config.schema import Recipe
-
     from finetune.data.sources import LoadedData
 
 # (document, summary) columns of well-known summarization datasets on the Hub, matched by dataset name.
@@ -64,8 +70,8 @@ class Seq2SeqTask(Task):
         data = self.recipe.data
         dataset = (data.dataset or "").lower()
         known = [pair for name, pair in SUMMARIZATION_COLUMNS.items() if name in dataset]
-        for source, target in (*known, *_COLUMN_GUESSES):
-            source, target = data.source_column or source, data.target_column or target
+        for guessed_source, guessed_target in (*known, *_COLUMN_GUESSES):
+            source, target = data.source_column or guessed_source, data.target_column or guessed_target
             if source in columns and _reference_columns(columns, target):
                 return source, target
         raise UserError(f"Cannot tell which columns hold the document and the summary. Columns: "
@@ -139,7 +145,8 @@ class Seq2SeqTask(Task):
         from finetune.data.caching import map_cached
 
         # A re-run with the same data, tokenizer and settings reads the tokenized split from the cache.
-        return map_cached(split, encode, tokenizer=tokenizer, columns=list(dict.fromkeys(column.split(".")[0] for column in [self.source_column, *references])),
+        read = list(dict.fromkeys(column.split(".")[0] for column in [self.source_column, *references]))
+        return map_cached(split, encode, tokenizer=tokenizer, columns=read,
                           settings={"prefix": prefix, "max_length": data.max_length,
                                     "max_target_length": data.max_target_length, "source": self.source_column,
                                     "references": references})
@@ -163,13 +170,9 @@ class Seq2SeqTask(Task):
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest inputs first: generation pads each batch to its longest input, so batches of similar
         length waste less. (The order does not matter to the scores; write_predictions restores it for its files.)"""
-        from finetune.data.sampling import length_order
+        from finetune.data.sampling import longest_first
 
-        if isinstance(trainer.eval_dataset, dict):
-            trainer.eval_dataset = {name: split.select(length_order(split))
-                                    for name, split in trainer.eval_dataset.items()}
-        elif trainer.eval_dataset is not None:
-            trainer.eval_dataset = trainer.eval_dataset.select(length_order(trainer.eval_dataset))
+        trainer.eval_dataset = longest_first(trainer.eval_dataset)
 
     # ---- metrics and predictions ---------------------------------------------------------------------------
 
@@ -182,7 +185,7 @@ class Seq2SeqTask(Task):
         # rougeL (not Lsum) for summaries: it does not depend on how sentences are split.
         return "rougeL" if self.recipe.task == "summarization" else "bleu"
 
-    def score(self, predictions: list[str], references: list[str | list[str]]) -> dict[str, float]:
+    def score(self, predictions: list[str], references: Sequence[str | list[str]]) -> dict[str, float]:
         return metric_registry.compute(self.metric_names, predictions, references)
 
     def compute_metrics(self, eval_prediction: Any) -> dict[str, float]:
@@ -215,9 +218,9 @@ class Seq2SeqTask(Task):
         # Final scores on the raw reference strings, all of them: not the truncated, tokenized first reference.
         scores = self.score(predictions, references)
         scores["gen_len"] = generated_length(generated, self.tokenizer.pad_token_id)
-        return {**output.metrics, **{f"{metric_key_prefix}_{name}": value for name, value in scores.items()}}
+        return {**(output.metrics or {}), **{f"{metric_key_prefix}_{name}": value for name, value in scores.items()}}
 
-    def _raw_references(self, rows: dict[str, list], columns: list[str]) -> list[str | list[str]] | None:
+    def _raw_references(self, rows: dict[str, list], columns: list[str]) -> Sequence[str | list[str]] | None:
         """One reference string per row, or a list when the data has several (summary1, summary2, ...)."""
         reference_columns = _reference_columns(columns, self.target_column)
         if not reference_columns:
@@ -302,7 +305,7 @@ def _text(value: Any) -> str:
 
 
 
-def _prediction_records(sources: list[str], references: list[str | list[str]] | None,
+def _prediction_records(sources: list[str], references: Sequence[str | list[str]] | None,
                         predictions: list[str]) -> list[dict[str, Any]]:
     records = []
     for index, (source, prediction) in enumerate(zip(sources, predictions)):
@@ -315,9 +318,9 @@ def _prediction_records(sources: list[str], references: list[str | list[str]] | 
     return records
 
 
-_SHARED = dict(task_class=Seq2SeqTask, default_model="t5-small", auto_model="AutoModelForSeq2SeqLM",
-               peft_task_type="SEQ_2_SEQ_LM", architectures=("ForConditionalGeneration", "ForSeq2SeqLM"),
-               group="seq2seq")
+_SHARED: dict[str, Any] = {"task_class": Seq2SeqTask, "default_model": "t5-small",
+                           "auto_model": "AutoModelForSeq2SeqLM", "peft_task_type": "SEQ_2_SEQ_LM",
+                           "architectures": ("ForConditionalGeneration", "ForSeq2SeqLM"), "group": "seq2seq"}
 _LENGTH_FLAGS = (Flag("data.source_prefix", help="Text put before every source."),
                  Flag("data.max_length", name="--max-source-length", help="Source tokens kept."),
                  Flag("data.max_target_length", help="Target tokens kept."),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from finetune.console import show_progress
-from finetune.training.distributed import world_size
-from finetune.errors import UserError
 from finetune.config.schema import DistributedSection, Recipe, TrainSection
+from finetune.console import show_progress
+from finetune.errors import UserError
+from finetune.tasks.metrics import higher_is_better
+from finetune.training.distributed import world_size
 
 
 def has_cuda() -> bool:
@@ -139,7 +140,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         save_total_limit=train.save_total_limit,
         load_best_model_at_end=evaluate != "no",
         metric_for_best_model=best_metric if evaluate != "no" else None,
-        greater_is_better=None if evaluate == "no" else not best_metric.endswith(("loss", "mse", "perplexity")),
+        greater_is_better=None if evaluate == "no" else higher_is_better(best_metric),
         logging_steps=train.logging_steps,
         report_to=train.report_to or "none",
         disable_tqdm=not show_progress(),

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from finetune.data.sources import load_data
 from finetune.config.schema import Recipe
+from finetune.data.sources import load_data
 
 SAMPLE_SIZE = 1000
 
@@ -49,8 +49,10 @@ def check(recipe: Recipe) -> CheckReport:
     report.add("model", recipe.model.name)
     data = load_data(recipe.data)
     task.setup(data)
+    train = data.train
+    assert train is not None  # load_data refuses data without a training split
     report.add("data", data.source)
-    report.add("train rows", len(data.train))
+    report.add("train rows", len(train))
     for name, split in data.eval.items():
         report.add(f"eval examples ({name})", len(split))
     for name, value in task.check_report(data):
@@ -59,17 +61,17 @@ def check(recipe: Recipe) -> CheckReport:
     configure_library_logging()
     config = load_config(recipe.model)
     tokenizer = load_tokenizer(recipe.model, config, recipe.data.max_length)
-    sample = data.train.select(range(min(SAMPLE_SIZE, len(data.train))))
+    sample = train.select(range(min(SAMPLE_SIZE, len(train))))
     lengths = [len(ids) for ids in task.tokenize(sample, tokenizer)["input_ids"]]
-    lines, examples = task.check_tokens(lengths, len(sample), len(data.train))
+    lines, examples = task.check_tokens(lengths, len(sample), len(train))
     for name, value in lines:
         report.add(name, value)
 
-    train = recipe.train
-    per_step = train.batch_size * train.gradient_accumulation_steps
+    settings = recipe.train
+    per_step = settings.batch_size * settings.gradient_accumulation_steps
     steps_per_epoch = math.ceil(examples / per_step)
-    total = train.max_steps or math.ceil(train.epochs * steps_per_epoch)
+    total = settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")
-    report.add("devices", "cpu" if train.use_cpu else _devices())
+    report.add("devices", "cpu" if settings.use_cpu else _devices())
     report.add("output", f"{run_dir} ({'exists' if run_dir.exists() else 'new'})")
     return report

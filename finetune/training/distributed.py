@@ -100,4 +100,4 @@ def launch_command(config: LaunchConfig, argv: list[str]) -> list[str]:
 def relaunch(config: LaunchConfig) -> int:
     """Run this same command in `config.num_processes` processes; returns the launcher's exit code."""
     command = launch_command(config, sys.argv[1:])
-    return subprocess.call(command, env={**os.environ, "FINETUNE_LAUNCHED": "1"})
+    return subprocess.call(command)

@@ -18,8 +18,17 @@ from finetune.errors import TrainingInterrupted, UserError
 from finetune.outputs.card import model_card
 from finetune.outputs.files import library_versions, write_json_atomic, write_text_atomic
 from finetune.outputs.plots import write_plots
-from finetune.outputs.run_dir import (CARD_FILE, METRICS_FILE, PREDICTIONS_DIR, RECIPE_FILE, STAGING_DIR,
-                                      TRAINER_STATE_FILE, ensure_disk_space, move_into, prepare_run_dir)
+from finetune.outputs.run_dir import (
+    CARD_FILE,
+    METRICS_FILE,
+    PREDICTIONS_DIR,
+    RECIPE_FILE,
+    STAGING_DIR,
+    TRAINER_STATE_FILE,
+    ensure_disk_space,
+    move_into,
+    prepare_run_dir,
+)
 from finetune.tasks import get_task
 from finetune.training.arguments import build_training_arguments
 from finetune.training.checkpoints import interrupt_callback, resolve_resume

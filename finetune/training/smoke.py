@@ -115,7 +115,8 @@ def run_smoke(output_dir: Path | None = None, echo: Callable[[str], None] = prin
     echo(f"3/4 train + evaluate: eval_accuracy {accuracy:.3f} (chance 0.5) "
          f"in {result.metrics['train_runtime']:.1f} s")
 
-    examples = [("a gorgeous , witty film", None), ("the plot was dull and the acting awful", None)]
+    examples: list[tuple[str, str | None]] = [("a gorgeous , witty film", None),
+                                              ("the plot was dull and the acting awful", None)]
     _, predictions = predict(result.run_dir, PredictRequest(examples))
     for prediction in predictions:
         echo(f"      {prediction['label']:<9} {prediction['score']:.3f}  {prediction['text']}")
