@@ -22,7 +22,7 @@ class TrainingInterrupted(Exception):
     exit_code = 130
 
     def __init__(self, run_dir, step: int) -> None:
-        super().__init__(f"Interrupted at step {step}; a checkpoint is saved in {run_dir}. Resume with:\n"
+        super().__init__(f"Interrupted at step {step}; saved {run_dir}/checkpoint-{step}. Resume with:\n"
                          f"  finetune train {run_dir}/recipe.yaml --resume")
 
 

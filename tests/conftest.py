@@ -1,28 +1,45 @@
-"""Shared fixtures: offline mode, the real-data folder, and tiny models built once per session."""
+"""Shared fixtures: offline mode, isolated caches, the real-data folder, and tiny models built once per session."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-# Before anything imports huggingface_hub: tests never touch the network.
+# Before anything imports huggingface_hub or datasets: tests never touch the network, and never read or write the
+# user's caches (a warm cache would skip the parsing and tokenizing paths the tests mean to exercise).
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+_CACHES = Path(tempfile.mkdtemp(prefix="finetune-test-caches-"))
+os.environ["HF_DATASETS_CACHE"] = str(_CACHES / "datasets")
+os.environ["FINETUNE_CACHE_DIR"] = str(_CACHES / "finetune")
+atexit.register(shutil.rmtree, _CACHES, ignore_errors=True)
 
-import pytest
+import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("FINETUNE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+# CI sets FINETUNE_REQUIRE_DATA=1: there a missing data folder fails the real-data tests instead of skipping them.
+REQUIRE_DATA = os.environ.get("FINETUNE_REQUIRE_DATA", "").lower() in ("1", "true", "yes")
+_MISSING = f"real data folder {DATA_DIR} not found (set FINETUNE_DATA_DIR)"
 
-requires_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"real data folder {DATA_DIR} not found "
-                                   "(set FINETUNE_DATA_DIR)")
+
+def _data_missing() -> None:
+    if REQUIRE_DATA:
+        pytest.fail(f"{_MISSING}, and FINETUNE_REQUIRE_DATA is set", pytrace=False)
+    pytest.skip(_MISSING)
+
+
+# `@requires_data`: the test needs the data folder (skipped without it, failed under FINETUNE_REQUIRE_DATA).
+requires_data = pytest.mark.usefixtures("data_dir")
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not DATA_DIR.is_dir():
-        pytest.skip(f"real data folder {DATA_DIR} not found (set FINETUNE_DATA_DIR)")
+        _data_missing()
     return DATA_DIR
 
 

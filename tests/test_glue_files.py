@@ -6,7 +6,6 @@ README.md). Tests that need the data are skipped when the folder is missing; the
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -17,12 +16,7 @@ import pytest
 from finetune.data.glue import GLUE_TASKS, get_glue_task
 from finetune.data.glue_files import available_glue_splits, find_glue_split, load_glue_split
 from finetune.errors import UserError
-
-DATA_DIR = Path(os.environ.get("FINETUNE_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-# Applied per test rather than module-wide, so that the task-table tests run without the data.
-requires_data = pytest.mark.skipif(
-    not (DATA_DIR / "glue").is_dir(), reason="GLUE data folder not found (set FINETUNE_DATA_DIR)"
-)
+from tests.conftest import DATA_DIR, requires_data  # per test, so that the task-table tests run without the data
 
 
 def load(task_name: str, split: str, data_dir: Path | None = None):

@@ -1,9 +1,14 @@
-"""A killed run resumes exactly; a partial checkpoint is skipped; Ctrl-C saves a checkpoint and says how to resume."""
+"""A killed run resumes exactly; a partial checkpoint is skipped; Ctrl-C saves a checkpoint and says how to resume.
+
+Same-seed CPU training is deterministic, so equal final metrics alone cannot tell a resume from a restart: each
+test also checks what only a real resume gives (the steps this process trained, train_loss over those steps only).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +32,7 @@ def job(tmp_path_factory, tiny_bert, sentiment_rows):
             "--train-file", str(write_csv(work / "train.csv", train[:200])),
             "--validation-file", str(write_csv(work / "validation.csv", validation[:60])),
             "--epochs", "2", "--batch-size", "8", "--learning-rate", "1e-3", "--max-length", "32",
-            "train.eval_strategy=steps", "train.eval_steps=10", "train.save_total_limit=10"]
+            "train.eval_strategy=steps", "train.eval_steps=10", "train.save_total_limit=10", "train.logging_steps=1"]
     return work, args
 
 
@@ -55,6 +60,24 @@ def final_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def step_losses(run_dir: Path) -> dict[int, float]:
+    """The training loss logged at every step (logging_steps=1), from the run's trainer_state.json."""
+    history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+def assert_resumed_at(run_dir: Path, step: int, uninterrupted: dict) -> None:
+    """The run resumed from checkpoint-`step`: train_loss averages the steps after it (as the README says), which a
+    restart from step 0 (averaging every step) cannot match."""
+    metrics = final_metrics(run_dir)
+    assert metrics["resumed_from"] == str(run_dir / f"checkpoint-{step}")
+    losses = step_losses(run_dir)
+    assert sorted(losses) == list(range(1, metrics["global_step"] + 1))  # one log line per step, none twice
+    after = [loss for logged_step, loss in losses.items() if logged_step > step]
+    assert metrics["train_loss"] == pytest.approx(sum(after) / len(after), rel=1e-3)
+    assert metrics["train_loss"] != pytest.approx(uninterrupted["train_loss"], rel=1e-3)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(job):
     work, args = job
@@ -72,11 +95,15 @@ def test_killed_run_resumes_to_identical_metrics(job, uninterrupted):
     process.wait()
     assert not (run_dir / "metrics.json").exists()  # killed mid-training, not after
 
+    newest = max(int(path.name.split("-")[1]) for path in run_dir.glob("checkpoint-*")
+                 if (path / "trainer_state.json").is_file())
+
     result = run_job(args, run_dir, "--resume")
     assert result.returncode == 0, result.stderr
     assert "Resuming from" in result.stderr
     resumed = final_metrics(run_dir)
     assert {key: resumed[key] for key in EXACT} == {key: uninterrupted[key] for key in EXACT}
+    assert_resumed_at(run_dir, newest, uninterrupted)
 
 
 def test_partial_last_checkpoint_is_skipped(job, uninterrupted):
@@ -93,6 +120,7 @@ def test_partial_last_checkpoint_is_skipped(job, uninterrupted):
     assert "Resuming from" in result.stderr and "checkpoint-20" in result.stderr
     resumed = final_metrics(run_dir)
     assert {key: resumed[key] for key in EXACT} == {key: uninterrupted[key] for key in EXACT}
+    assert_resumed_at(run_dir, 20, uninterrupted)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(job, uninterrupted):
@@ -105,10 +133,43 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_the_resume_command(job, uninterrup
     assert process.returncode == 130, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     assert not (run_dir / "metrics.json").exists()
+    # The save Ctrl-C asked for: a complete checkpoint off the every-10-steps schedule, named in the message.
+    saved = re.search(r"Interrupted at step (\d+); saved (\S+)\. Resume with", stderr)
+    assert saved, stderr
+    step = int(saved.group(1))
+    assert step % 10 != 0 and Path(saved.group(2)) == run_dir / f"checkpoint-{step}"
+    from finetune.training.checkpoints import incomplete_reason
+
+    assert incomplete_reason(run_dir / f"checkpoint-{step}") is None
+
     result = run_job(args, run_dir, "--resume")
     assert result.returncode == 0, result.stderr
     resumed = final_metrics(run_dir)
     assert {key: resumed[key] for key in EXACT} == {key: uninterrupted[key] for key in EXACT}
+    assert_resumed_at(run_dir, step, uninterrupted)
+
+
+def test_a_second_ctrl_c_aborts_at_once():
+    """Real SIGINTs to this process (two sent from a test process would coalesce into one): the first asks for a
+    save at the end of the step, the second raises KeyboardInterrupt at once; the previous handler comes back."""
+    from types import SimpleNamespace
+
+    from finetune.training.checkpoints import interrupt_callback
+
+    previous = signal.getsignal(signal.SIGINT)
+    callback = interrupt_callback()
+    callback.on_train_begin(None, None, None)
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert callback.interrupted
+        control = callback.on_step_end(None, None, SimpleNamespace(should_save=False, should_training_stop=False))
+        assert control.should_save and control.should_training_stop
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs at the next bytecode: never gets here
+    finally:
+        callback.on_train_end(None, None, None)
+    assert signal.getsignal(signal.SIGINT) is previous
 
 
 def test_resuming_a_finished_run_is_refused(job, uninterrupted):

@@ -106,6 +106,26 @@ def test_tiny_t5_learns_to_reverse_words_through_the_cli(reversal, reversal_run)
     assert 3 <= after["eval_gen_len"] <= 8  # 3-5 words and end-of-sequence
 
 
+def test_trained_model_scores_and_predictions_do_not_depend_on_the_batch_size(reversal, reversal_run, tmp_path):
+    """On a model that learned (BLEU well above 0), every row's prediction and every score is the same whatever
+    the evaluation batch size: padding is masked and generation batches line up."""
+    results: dict[int, tuple[dict, list]] = {}
+    for batch_size in (1, 7, 64):
+        output = tmp_path / f"batch-{batch_size}"
+        invoke(["evaluate", reversal_run, "--batch-size", batch_size, "--output-dir", output])
+        (document,) = [json.loads(path.read_text()) for path in output.glob("*/*.json")]
+        (scores,) = document["results"].values()
+        predictions = [row["prediction"] for row in read_jsonl(next(output.glob("*/*/*.jsonl")))]
+        results[batch_size] = scores, predictions
+    scores, predictions = results[1]
+    assert scores["bleu,none"] >= 50 and len(predictions) == 100
+    for other_scores, other_predictions in (results[7], results[64]):
+        assert other_predictions == predictions
+        for name in ("bleu,none", "chrf,none", "gen_len,none"):
+            assert other_scores[name] == scores[name], name
+        assert other_scores["loss,none"] == pytest.approx(scores["loss,none"], rel=1e-5)
+
+
 def test_run_directory_has_predictions_in_file_order(reversal, reversal_run):
     rows = read_jsonl(reversal["validation"])
     predictions = read_jsonl(reversal_run / "predictions.jsonl")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -175,6 +176,9 @@ class ClassificationTask(Task):
         from finetune.data.sampling import longest_first
 
         trainer.eval_dataset = longest_first(trainer.eval_dataset)
+
+    def trainer_class(self) -> type[Trainer]:
+        return _classification_trainer()
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         from transformers import DataCollatorWithPadding
@@ -357,6 +361,20 @@ class ClassificationTask(Task):
         if record["score"] is None:
             return f"{record['label']:.4f}\t{shown}"
         return f"{record['label']}\t{record['score']:.4f}\t{shown}"
+
+
+@functools.cache
+def _classification_trainer() -> type[Trainer]:
+    from transformers import Trainer
+
+    class ClassificationTrainer(Trainer):
+        # Classifier heads average their loss over the batch and ignore num_items_in_batch, although their forward
+        # takes **kwargs (which makes the Trainer assume the model scaled the loss for gradient accumulation). Said
+        # so, the Trainer divides by the accumulation steps: without it, --gradient-accumulation-steps N reported
+        # N times the loss and clipped N times larger gradients.
+        loss_is_scaled_for_ga = False
+
+    return ClassificationTrainer
 
 
 def _column(split: datasets.Dataset, column: str) -> list[Any]:

@@ -37,15 +37,24 @@ def check_trackers(report_to: list[str]) -> None:
                             f"(or pip install {module}).")
 
 
-def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
-    """'auto' -> bf16 on a GPU that supports it, fp16 on other GPUs, no on the CPU."""
+def choose_precision(requested: str, on_gpu: bool, gpu_supports_bf16: bool) -> str:
+    """The precision a run uses: as requested, and for 'auto' bf16 on a GPU that supports it, fp16 on other GPUs,
+    no (float32) on the CPU."""
     if requested != "auto":
         return requested
-    if use_cpu or not has_cuda():
+    if not on_gpu:
         return "no"
+    return "bf16" if gpu_supports_bf16 else "fp16"
+
+
+def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
+    """`choose_precision` on this machine."""
+    on_gpu = not use_cpu and has_cuda()
+    if not on_gpu:
+        return choose_precision(requested, False, False)
     import torch
 
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return choose_precision(requested, True, torch.cuda.is_bf16_supported())
 
 
 def precision_options(requested: str, use_cpu: bool) -> dict[str, bool]:
