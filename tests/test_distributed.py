@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def test_bf16_on_cpu(cli, tmp_path, tiny_bert, dp_data):
                   "--output-dir", tmp_path / "bf16", "--max-steps", "8"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "bf16" / "metrics.json").read_text())
-    assert metrics["mixed_precision"] == "bf16" and metrics["eval_loss"] > 0
+    assert metrics["mixed_precision"] == "bf16" and math.isfinite(metrics["eval_loss"])
+    assert 0.3 < metrics["eval_loss"] < 1.5  # a binary classifier's loss, not a bf16 overflow or underflow
 
 
 def test_missing_deepspeed_is_a_clear_error(cli, tmp_path, tiny_bert, dp_data):

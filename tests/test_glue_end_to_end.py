@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -29,9 +30,16 @@ def test_glue_task_trains_and_scores(cli, tmp_path, tiny_bert, data_dir, task):
     prefixes = ["eval"] if len(glue.eval_splits) == 1 else [f"eval_{split}" for split in glue.eval_splits]
     for prefix in prefixes:
         for metric in glue.metrics:
-            assert isinstance(metrics[f"{prefix}_{metric}"], float), f"{prefix}_{metric} missing"
+            value = metrics[f"{prefix}_{metric}"]
+            assert isinstance(value, float) and math.isfinite(value), f"{prefix}_{metric}: {value}"
+    labels = set(glue.label_names or ())
     for split in glue.eval_splits:
-        assert (run_dir / "predictions" / f"{split}.jsonl").is_file()
+        rows = [json.loads(line) for line in (run_dir / "predictions" / f"{split}.jsonl").read_text().splitlines()]
+        assert 0 < len(rows) == metrics["eval_samples"][split] <= 40  # QQP ships a 9-row dev sample
+        if labels:
+            assert {row["prediction"] for row in rows} <= labels and {row["label"] for row in rows} <= labels
+        else:  # STS-B: a score per pair
+            assert all(math.isfinite(row["prediction"]) for row in rows)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(run_dir)

@@ -176,7 +176,6 @@ def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_p
 
 
 def test_summarize_with_lora(tmp_path):
-    pytest.importorskip("finetune.tasks.seq2seq")
     from tests.builders import build_tiny_t5
 
     rows = [{"document": f"the {word} sat on the mat all day long", "summary": f"{word} sat"}
