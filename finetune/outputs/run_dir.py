@@ -90,7 +90,86 @@ def require_model_folder(path: Path) -> Path:
         hint = " It holds checkpoint-N folders: pass one of them." if checkpoints_of(path) else ""
         raise UserError(f"{path} holds no trained model (no {MODEL_CONFIG_FILE} or {ADAPTER_CONFIG_FILE}). Pass the "
                         f"run's output directory or one of its checkpoint-N folders.{hint}")
+    require_complete_run(path)
     return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Complete models only: config, weights whose header opens, tokenizer files
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "tokenizer.model", "sentencepiece.bpe.model")
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin", "model.pt", "model.bin")
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be loaded (truncated, corrupt header), or None. Reads the header only."""
+    import json
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                return f"{path.name} is empty or truncated"
+            (length,) = struct.unpack("<Q", prefix)
+            if length > min(_MAX_HEADER, size - 8):
+                return f"{path.name} has a corrupt header"
+            header = json.loads(handle.read(length))
+    except OSError as error:
+        return f"{path.name} cannot be read ({error.strerror})"
+    except (ValueError, UnicodeDecodeError):
+        return f"{path.name} has a corrupt header"
+    if not isinstance(header, dict):
+        return f"{path.name} has a corrupt header"
+    ends = [entry["data_offsets"][1] for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict) and len(entry.get("data_offsets") or ()) == 2]
+    if ends and max(ends) > size - 8 - length:
+        return f"{path.name} is truncated ({size:,} bytes, its header describes {8 + length + max(ends):,})"
+    return None
+
+
+def model_folder_problem(path: Path, tokenizer_in: Path | None = None) -> str | None:
+    """What a local model folder lacks to be loaded whole (config, weights that open, tokenizer), or None.
+
+    `tokenizer_in`: where its tokenizer is (a checkpoint's may be in its run); default the folder itself."""
+    path = Path(path)
+    adapter = is_adapter_folder(path)
+    if not adapter and not (path / MODEL_CONFIG_FILE).is_file():
+        return f"no {MODEL_CONFIG_FILE}"
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        pickled = [name for name in _PICKLE_WEIGHTS if (path / name).is_file()]
+        if pickled:
+            return (f"its weights are a pickle file ({pickled[0]}), which finetune does not load because loading "
+                    f"pickles can run code; convert it to .safetensors")
+        return "no model weights (*.safetensors)"
+    for weight in weights:
+        problem = safetensors_problem(weight)
+        if problem:
+            return problem
+    folder = tokenizer_in or path
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return f"no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...)"
+    return None
+
+
+def require_complete_run(path: Path) -> None:
+    """Refuse the model of a run that has not finished (recipe.yaml but no metrics.json): it may be partial or
+    missing; name the checkpoint to use instead. Then refuse a model folder that is incomplete."""
+    path = Path(path)
+    saved = checkpoints_of(path)
+    # A run directory (marked, or holding checkpoints; a merged export also has a recipe.yaml but is complete).
+    is_run = (path / RECIPE_FILE).is_file() and ((path / MARKER_FILE).is_file() or bool(saved))
+    if is_run and not (path / METRICS_FILE).is_file():
+        use = f" Pass its newest checkpoint ({saved[-1]}) or" if saved else ""
+        raise UserError(f"{path} is an unfinished run (no {METRICS_FILE}): its model may be partial.{use} "
+                        f"finish it with `finetune train {path / RECIPE_FILE} --resume`.")
+    problem = model_folder_problem(path, tokenizer_folder(path))
+    if problem:
+        raise UserError(f"{path} is not a complete model: {problem}.")
 
 
 def tokenizer_folder(path: Path) -> Path:
