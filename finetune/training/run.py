@@ -7,6 +7,7 @@ downloaded or loaded, and the run directory is checked before anything is comput
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from finetune.outputs.run_dir import (
     RECIPE_FILE,
     STAGING_DIR,
     TRAINER_STATE_FILE,
+    checkpoint_step,
     clear_run_dir,
     ensure_disk_space,
     inspect_run_dir,
@@ -162,11 +164,20 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
         task.before_training(trainer, run_dir)
     else:
         logger.warning("Resuming from %s", resume_from)
-    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    resumed_step = checkpoint_step(resume_from) if resume_from is not None else None
+    if (resume_from is not None and resumed_step is not None and recipe.train.max_steps
+            and resumed_step >= recipe.train.max_steps):
+        # Killed after the checkpoint at max_steps (during predictions or the final save): training is done, and
+        # the Trainer would take one step past max_steps if asked to resume. Load the checkpoint and finish.
+        from finetune.compat import restore_finished_training
+
+        train_metrics = restore_finished_training(trainer, resume_from)
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None).metrics
     if interrupt.interrupted:
         raise TrainingInterrupted(run_dir, trainer.state.global_step)
 
-    metrics: dict[str, Any] = dict(train_output.metrics)
+    metrics: dict[str, Any] = dict(train_metrics)
     for name, tokenized in eval_sets.items():
         prefix = "eval" if len(eval_sets) == 1 else f"eval_{name}"
         metrics.update(task.write_predictions(trainer, data.eval[name], tokenized,
@@ -180,6 +191,9 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
     # Saved under a temporary name, then renamed into place: an interrupted save never leaves a model that looks
     # complete. Every process takes part (sharded engines); only the main one writes.
     staging = run_dir / STAGING_DIR
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)  # a killed final save's partial files must not mix with this one's
+    barrier()
     trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
         if recipe.peft.enabled:
