@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from finetune.errors import UserError, preview
 from finetune.tasks import metrics as metric_registry
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
+from finetune.tasks.label_hygiene import label_coverage
 
 if TYPE_CHECKING:
     import datasets
@@ -103,28 +104,14 @@ class ClassificationTask(Task):
             self.label_names = [] if self.is_regression else [_label_text(v) for v in ordered]
         self.label2id = {name: index for index, name in enumerate(self.label_names)}
         if not self.is_regression:
-            if glue is None and not self.recipe.data.label_names:
-                _refuse_label_variants({value for _, value in values}, self.label_column)
             if len(self.label_names) < 2:
                 raise UserError(f"Only one label ({preview(self.label_names)}) in column '{self.label_column}': "
                                 f"classification needs at least two.")
             for name, value in values:
                 self.label_id(value, name)  # raises on labels outside the label set
-            trained = {self.label_id(value) for name, value in values if name == "train"}
-            if splits[0][0] == "train" and len(trained) < 2:
-                only = self.label_names[int(next(iter(trained)))] if trained else "none"
-                raise UserError(f"The training data has one class only ({preview(only)}) in column "
-                                f"'{self.label_column}': a classifier needs examples of at least two.")
-            # Classes the evaluation data has but training never shows: `check` reports them, the run warns.
-            evaluated = {self.label_id(value) for name, value in values if name != "train"}
-            self.untrained_labels = [self.label_names[int(index)] for index in sorted(evaluated - trained)
-                                     if splits[0][0] == "train"]
-            if self.untrained_labels:
-                import logging
-
-                logging.getLogger("finetune").warning(
-                    "Labels %s appear in the evaluation data but never in training: the model cannot predict them.",
-                    preview(self.untrained_labels))
+            self.untrained_labels = label_coverage(values, self.label_id, self.label_names, self.label_column,
+                                                   has_train=splits[0][0] == "train",
+                                                   inferred=glue is None and not self.recipe.data.label_names)
 
     def label_id(self, value: Any, split_name: str = "data") -> int | float:
         if self.is_regression:
@@ -382,20 +369,6 @@ class ClassificationTask(Task):
 def _column(split: datasets.Dataset, column: str) -> list[Any]:
     """One column as a list, read in one go (iterating a datasets Column reads row by row: seconds on SST-2)."""
     return split.select_columns([column])[:][column]
-
-
-def _refuse_label_variants(values: set[Any], column: str) -> None:
-    """Labels that differ only by case or surrounding spaces ('positive', 'Positive ', 'POSITIVE') are almost
-    always one class written several ways; training them as separate classes fails silently, so refuse."""
-    groups: dict[str, list[str]] = {}
-    for value in values:
-        if isinstance(value, str):
-            groups.setdefault(value.strip().casefold(), []).append(value)
-    clashes = [sorted(group) for group in groups.values() if len(group) > 1]
-    if clashes:
-        shown = "; ".join(" / ".join(repr(variant) for variant in group[:4]) for group in clashes[:3])
-        raise UserError(f"Labels in column '{column}' differ only by case or spaces: {preview(shown, 300)}. "
-                        f"Write each class one way in the data (or list the classes in data.label_names).")
 
 
 def _label_text(value: Any) -> str:
