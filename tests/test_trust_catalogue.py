@@ -172,6 +172,12 @@ def _non_utf8_csv(ws: Path, case: Path, model: Path) -> list:
     return classify(ws, case, model, train=case / "t.csv")
 
 
+def _check_foreign_output(ws: Path, case: Path, model: Path) -> list:
+    (case / "out").mkdir()
+    (case / "out" / "x.txt").write_text("x")
+    return ["check", train_recipe("")(ws, case, model)[1], "--overwrite"]
+
+
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
     f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(8))
@@ -271,6 +277,12 @@ CASES = [
          "nothing to resume"),
     Case("resume-missing-checkpoint", run_with(lambda run: [(run / "metrics.json").unlink() or
                                                             "train.resume=checkpoint-99"]), "checkpoint-99"),
+    # ---- check and --dry-run refuse what the run would ----
+    Case("dry-run-model-without-tokenizer", lambda ws, case, model: broken_model(_no_tokenizer)(ws, case, model)
+         + ["--dry-run"], "no tokenizer files"),
+    Case("check-epochs-inf", lambda ws, case, model: ["check", train_recipe("train:\n  epochs: .inf\n")(
+        ws, case, model)[1]], "train.epochs"),
+    Case("check-foreign-output", _check_foreign_output, "not created by finetune"),
     # ---- predict / evaluate on what is not a finished model ----
     Case("predict-unfinished-run", unfinished("predict"), "unfinished run"),
     Case("evaluate-unfinished-run", unfinished("evaluate"), "unfinished run"),
