@@ -187,3 +187,21 @@ def test_stale_lock_of_a_killed_run_is_taken_over(run_dir, tiny_bert, caplog):
     assert result.exit_code == 0, result.output
     assert "has ended" in caplog.text
     assert not (run_dir / ".finetune.owner").exists()
+
+
+def test_a_run_can_be_replaced_from_its_own_recipe(run_dir):
+    """`finetune train runs/x/recipe.yaml --overwrite`: the run's own recipe.yaml is finetune's file, read first."""
+    old_id = json.loads((run_dir / ".finetune-run").read_text())["run_id"]
+    result = invoke(["train", run_dir / "recipe.yaml", "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((run_dir / "metrics.json").read_text())["run_id"] != old_id
+
+
+def test_a_users_recipe_inside_the_output_dir_is_protected(tmp_path, run_dir):
+    (run_dir / "plots").mkdir(exist_ok=True)
+    mine = run_dir / "plots" / "mine.yaml"
+    mine.write_text((run_dir / "recipe.yaml").read_text())
+    before = fingerprint(run_dir)
+    message = one_line_error(invoke(["train", mine, "--overwrite"]))
+    assert "contains the recipe" in message
+    assert fingerprint(run_dir) == before

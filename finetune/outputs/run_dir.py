@@ -260,6 +260,8 @@ def inspect_run_dir(run_dir: Path, overwrite: bool, protected: dict[str, Path] |
         raise UserError(f"--output-dir {run_dir} is a file. Choose a folder name.")
     resolved = run_dir.resolve()
     for what, path in (protected or {}).items():
+        if path.resolve() == resolved / RECIPE_FILE and run_marker(run_dir) is not None:
+            continue  # a run's own recipe.yaml (finetune wrote it; it is read before anything is removed)
         if path.exists() and _inside(path.resolve(), resolved):
             raise UserError(f"--output-dir {run_dir} contains {what} ({path}): a run there could delete it. "
                             f"Choose another --output-dir.")
@@ -270,10 +272,11 @@ def inspect_run_dir(run_dir: Path, overwrite: bool, protected: dict[str, Path] |
         return "new"
     marked = run_marker(run_dir) is not None
     foreign = foreign_entries(run_dir)
-    if not marked or foreign:
+    special = resolved in (Path.cwd().resolve(), Path.home().resolve(), Path(resolved.anchor))
+    if not marked or foreign or special:
         what = "it was not created by finetune (no .finetune-run marker)" if not marked else \
             f"it holds files finetune did not write ({_short_list(foreign)})"
-        if resolved in (Path.cwd().resolve(), Path.home().resolve(), Path(resolved.anchor)):
+        if special:
             what = "it is the current, home or root folder"
         raise UserError(f"--output-dir {run_dir} is not empty and {what}; finetune only writes into, and "
                         f"--overwrite only replaces, its own run directories. Choose another --output-dir.")
