@@ -367,3 +367,13 @@ def test_disk_check_counts_the_final_model(tmp_path):
 def test_marker_names_the_run_in_metrics(workspace):
     marker = json.loads((workspace / "run" / ".finetune-run").read_text())
     assert json.loads((workspace / "run" / "metrics.json").read_text())["run_id"] == marker["run_id"]
+
+
+def test_unwritable_output_dir_is_one_line(workspace, tiny_bert, tmp_path):
+    """A folder the user cannot create (here under /sys, read-only or not permitted even for root) ends in one
+    line with exit 2: the fix is another --output-dir."""
+    target = Path("/sys/finetune-trust-test/run")
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no kernel-managed /sys here")
+    message = one_line_error(invoke(classify(workspace, tmp_path, tiny_bert, "--output-dir", target)))
+    assert "/sys/finetune-trust-test" in message
