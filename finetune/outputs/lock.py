@@ -58,9 +58,11 @@ class RunLock:
     def acquire(self) -> RunLock:
         from filelock import Timeout
 
-        if not self.run_dir.exists():
+        try:
             self.run_dir.mkdir(parents=True)
             self.created_dir = True
+        except FileExistsError:
+            pass  # there already, or another run created it a moment ago: the lock decides
         try:
             self._lock.acquire()
         except Timeout:

@@ -80,6 +80,9 @@ def run(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None
             logger.warning("%s was left locked by process %s, which has ended (killed?); taking it over.",
                            run_dir, lock.stale_owner.get("pid"))
     try:
+        if lock is not None and state != "resume":
+            # Again, under the lock: another run may have finished in the folder since the first look.
+            state = inspect_run_dir(run_dir, overwrite, protected_paths(recipe, recipe_file))
         result = _run_locked(recipe, run_dir, state)
     except BaseException:
         if lock is not None:
@@ -93,7 +96,8 @@ def run(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None
 
 
 def _started(run_dir: Path) -> bool:
-    """Whether anything beyond the marker, recipe and lock was written: then the folder stays (resumable)."""
+    """Whether anything beyond the marker, recipe and lock was written: then the folder stays (resumable).
+    When not, the marker and recipe are removed here, so the caller can remove the (then empty) folder."""
     from finetune.outputs.run_dir import LOCK_FILE, MARKER_FILE, OWNER_FILE
 
     if not run_dir.is_dir():
