@@ -116,3 +116,23 @@ def accelerate_default_config_file() -> Path:
     from accelerate.commands.config import default_config_file
 
     return Path(default_config_file)
+
+
+# ---- transformers.Trainer: finishing a run whose training had already ended ------------------------------------
+
+
+def restore_finished_training(trainer: Any, checkpoint: Path) -> dict[str, Any]:
+    """Put `trainer` in the state training ended in, from `checkpoint` (saved at max_steps), without a step.
+
+    `Trainer.train(resume_from_checkpoint=...)` checks max_steps only after a step, so resuming a checkpoint at
+    max_steps that ends mid-epoch trains one step too many. This loads the weights and state instead (and the best
+    checkpoint, as load_best_model_at_end would have). Uses Trainer._load_from_checkpoint and _load_best_model."""
+    from transformers import TrainerState
+
+    trainer._load_from_checkpoint(str(checkpoint))
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best and Path(best).is_dir():
+        trainer._load_best_model()
+    losses = [entry["train_loss"] for entry in trainer.state.log_history if "train_loss" in entry]
+    return {"epoch": trainer.state.epoch, **({"train_loss": losses[-1]} if losses else {})}

@@ -30,3 +30,20 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean 'x'?' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+PREVIEW_CHARS = 200
+
+
+def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
+    """repr(value) cut to about `limit` characters: an error message never quotes a whole (hostile) value.
+
+    reprlib bounds the work too: a list of a million items is not rendered first and cut afterwards."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxstring = shortener.maxother = limit
+    shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 10
+    shortener.maxlevel = 3
+    text = shortener.repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import functools
+import pickle
 from typing import Annotated, Any
 
 import typer
@@ -45,8 +47,49 @@ def user_errors(command):
             raise typer.Exit(interrupted.exit_code) from None
         except KeyboardInterrupt:
             _fail("interrupted.", 130)
+        except (OSError, RecursionError, MemoryError, pickle.UnpicklingError) as error:
+            if _state["debug"]:
+                raise
+            message, code = fault_message(error)
+            _fail(message, code)
+        except Exception as error:
+            # safetensors' error type lives in its Rust extension; match it by name rather than import it here.
+            if _state["debug"] or type(error).__name__ != "SafetensorError":
+                raise
+            _fail(f"cannot read a .safetensors file ({str(error)[:200]}): it is corrupt or truncated. Copy or "
+                  f"download it again.", 2)
 
     return wrapper
+
+
+# Faults of the machine, not of the input: exit 1. Every other OSError a user can cause is bad input: exit 2.
+_ENVIRONMENT_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+_HINTS = {errno.ENOSPC: "the disk is full: free some space or choose another --output-dir",
+          errno.EDQUOT: "the disk quota is used up: free some space or choose another --output-dir",
+          errno.EROFS: "the file system is read-only: choose a writable --output-dir",
+          errno.EACCES: "permission denied: choose a folder you can write, or fix its permissions",
+          errno.EPERM: "operation not permitted: choose a folder you can write",
+          errno.ENOTDIR: "a part of the path is a file, not a folder",
+          errno.EISDIR: "a folder is where a file was expected",
+          errno.ENAMETOOLONG: "the path is too long",
+          errno.ELOOP: "too many symbolic links in the path"}
+
+
+def fault_message(error: BaseException) -> tuple[str, int]:
+    """One line and an exit code for the faults a user can cause (files, disks, recursion, pickles)."""
+    if isinstance(error, RecursionError):
+        return "the input nests too deeply to process (recursion limit). Simplify it.", 2
+    if isinstance(error, MemoryError):
+        return "out of memory. Use a smaller batch size, model or input.", 1
+    if isinstance(error, pickle.UnpicklingError):
+        return (f"refused to load a pickle file ({str(error).splitlines()[0][:200] if str(error) else 'unsafe'}): "
+                f"finetune loads weights only from .safetensors. Convert the checkpoint to safetensors."), 2
+    assert isinstance(error, OSError)
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    hint = _HINTS.get(error.errno or -1)
+    reason = error.strerror or (str(error).splitlines()[0][:200] if str(error).strip() else type(error).__name__)
+    text = f"{reason}{where}: {hint}." if hint else f"{reason}{where}."
+    return text, 1 if error.errno in _ENVIRONMENT_FAULTS else 2
 
 
 def _version(value: bool) -> None:

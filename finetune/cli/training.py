@@ -91,7 +91,7 @@ def add_training_command(family: TaskFamily) -> None:
 
             raise UserError(f"Recipe {recipe_file} is a {recipe.task} recipe; run it with "
                             f"`finetune train {recipe_file}`.")
-        _train(recipe, overwrite, dry_run, launch)
+        _train(recipe, overwrite, dry_run, launch, recipe_file)
 
     parameters = [inspect.Parameter(flag.parameter, inspect.Parameter.KEYWORD_ONLY, default=None,
                                     annotation=_option_type(flag)) for flag in flags]
@@ -110,11 +110,22 @@ for _family in families():
     add_training_command(_family)
 
 
-def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: LaunchConfig | None = None) -> None:
+def _recipe_path(name: str | None) -> Any:
+    """The recipe file a command was given (a path or a shipped name), protected from --overwrite."""
+    if name is None:
+        return None
+    from finetune.config.loading import find_recipe
+
+    return find_recipe(name)
+
+
+def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: LaunchConfig | None = None,
+           recipe_name: str | None = None) -> None:
     from finetune.training.run import run
 
+    recipe_file = _recipe_path(recipe_name)
     if dry_run:
-        _check(recipe)
+        _check(recipe, overwrite, recipe_file)
         return
     if launch is not None and launch.wanted and not inside_launcher():
         # The recipe is valid (checked above, once); now the same command runs in every process.
@@ -125,7 +136,7 @@ def _train(recipe: Any, overwrite: bool, dry_run: bool = False, launch: LaunchCo
         typer.echo(f"finetune: {recipe.task} | model {recipe.model.name} | "
                    f"data {recipe.data.dataset or recipe.data.train_file} | output {recipe.resolved_output_dir()}",
                    err=True)
-    result = run(recipe, overwrite=overwrite)
+    result = run(recipe, overwrite=overwrite, recipe_file=recipe_file)
     if result.is_main_process:
         _report(result)
 
@@ -146,14 +157,14 @@ def train(
 ) -> None:
     """Run any recipe: finetune train recipes/glue/sst2.yaml train.epochs=1"""
     _train(load_task_recipe(recipe, overrides, flags=nest({"train.resume": resume})), overwrite, dry_run,
-           LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port))
+           LaunchConfig(num_processes, num_machines, machine_rank, main_process_ip, main_process_port), recipe)
 
 
-def _check(recipe: Any) -> None:
+def _check(recipe: Any, overwrite: bool = False, recipe_file: Any = None) -> None:
     from finetune.training.check import check
 
     typer.echo(f"Checking {recipe.task} run (nothing is trained):")
-    typer.echo(check(recipe).render())
+    typer.echo(check(recipe, overwrite, recipe_file).render())
     typer.echo("ok: the run is ready to start.")
 
 
@@ -162,7 +173,8 @@ def _check(recipe: Any) -> None:
 def check_command(
     recipe: Annotated[str, typer.Argument(help="Recipe file, or a shipped recipe name.")],
     overrides: Overrides = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Check as a run given --overwrite would.")] = False,
 ) -> None:
-    """Check a recipe before spending compute: data, columns, labels, tokenization, steps, devices."""
-    _check(load_task_recipe(recipe, overrides))
+    """Check a recipe before spending compute: data, columns, labels, tokenization, steps, devices, output."""
+    _check(load_task_recipe(recipe, overrides), overwrite, _recipe_path(recipe))
 

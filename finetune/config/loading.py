@@ -16,7 +16,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from finetune.config.schema import Recipe
-from finetune.errors import UserError, did_you_mean
+from finetune.errors import UserError, did_you_mean, preview
+
+# Limits on a recipe, so a hostile or broken file fails in one line instead of hanging or eating memory: a
+# recipe is a few kilobytes; an alias bomb is a small file whose aliases expand to billions of values.
+MAX_RECIPE_BYTES = 1_000_000
+MAX_RECIPE_VALUES = 100_000  # after alias expansion
+MAX_RECIPE_DEPTH = 32  # nesting of mappings and lists
+MAX_EXTENDS_DEPTH = 20  # length of an `extends` chain
 
 # ----------------------------------------------------------------------------------------------------------------
 # Finding and reading recipe files
@@ -56,20 +63,65 @@ def find_recipe(name_or_path: str | Path, relative_to: Path | None = None) -> Pa
     )
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML keeps the last one silently, dropping a whole `train:` block)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error says so
+            if first != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {preview(key)} (first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_size(data: Any, path: Path) -> None:
+    """Count values as if aliases were expanded, stopping at the limits (cheap even for a billion-value bomb)."""
+    budget = MAX_RECIPE_VALUES
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise UserError(f"{path}: the recipe expands to more than {MAX_RECIPE_VALUES:,} values (YAML aliases?). "
+                            f"A recipe is a few keys; write it out without nested aliases.")
+        if depth > MAX_RECIPE_DEPTH:
+            raise UserError(f"{path}: the recipe nests deeper than {MAX_RECIPE_DEPTH} levels. A recipe's sections "
+                            f"are two levels deep; flatten it.")
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise UserError(f"{path}: {path.stat().st_size:,} bytes is too large for a recipe (limit "
+                            f"{MAX_RECIPE_BYTES:,}). Is it the right file?")
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}). Save it as UTF-8.") from error
     except OSError as error:
         raise UserError(f"{path}: cannot read the recipe ({error.strerror}).") from error
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader subclass: no Python objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise UserError(f"{path}:{where}: invalid YAML: {problem}. Fix the syntax and retry.") from error
+        raise UserError(f"{path}:{where}: invalid YAML: {preview(problem)}. Fix the syntax and retry.") from error
+    except RecursionError as error:
+        raise UserError(f"{path}: the recipe nests too deeply to read. A recipe's sections are two levels deep; "
+                        f"flatten it.") from error
+    _check_size(data, path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -83,13 +135,16 @@ def _load_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dic
     resolved = path.resolve()
     if resolved in seen:
         chain = " -> ".join(str(p) for p in (*seen, resolved))
-        raise UserError(f"{path}: `extends` forms a cycle ({chain}). Remove one of the links.")
+        raise UserError(f"{path}: `extends` forms a cycle ({preview(chain, 400)}). Remove one of the links.")
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise UserError(f"{path}: `extends` chain longer than {MAX_EXTENDS_DEPTH} recipes (starting at {seen[0]}). "
+                        f"Shorten it.")
     data = read_yaml(path)
     parent = data.pop("extends", None)
     layers: list[tuple[str, dict[str, Any]]] = []
     if parent is not None:
         if not isinstance(parent, str):
-            raise UserError(f"{path}: `extends` takes one recipe name or path, got {parent!r}.")
+            raise UserError(f"{path}: `extends` takes one recipe name or path, got {preview(parent)}.")
         try:
             parent_path = find_recipe(parent, relative_to=path.parent)
         except UserError as error:
@@ -144,14 +199,14 @@ def _check_keys(data: dict[str, Any], schema: type[BaseModel], source: str, pref
         if key not in fields:
             valid = ", ".join(fields)
             raise UserError(
-                f"{source}: unknown key '{dotted}'.{did_you_mean(str(key), fields)} "
+                f"{source}: unknown key {preview(dotted)}.{did_you_mean(str(key)[:100], fields)} "
                 f"Valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}."
             )
         annotation = fields[key].annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             if not isinstance(value, dict):
                 raise UserError(f"{source}: '{dotted}' is a section with keys ({', '.join(annotation.model_fields)}), "
-                                f"not {value!r}.")
+                                f"not {preview(value)}.")
             _check_keys(value, annotation, source, f"{dotted}.")
 
 
@@ -159,7 +214,7 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"])
-        lines.append(f"{source}: '{location}': {item['msg']} (got {item.get('input')!r})")
+        lines.append(f"{source}: '{preview(location)}': {item['msg']} (got {preview(item.get('input'))})")
     return "\n".join(lines)
 
 
@@ -187,5 +242,7 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
     if flags:
         layers.append(("command-line flags", flags))
     if overrides:
-        layers.append(("command-line overrides", parse_overrides(overrides)))
+        parsed = parse_overrides(overrides)
+        _check_size(parsed, Path("command-line overrides"))
+        layers.append(("command-line overrides", parsed))
     return build_recipe(layers)

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Section(BaseModel):
-    # extra="forbid": a typo is an error, never a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # extra="forbid": a typo is an error, never a silently ignored setting. allow_inf_nan=False: `.inf` and `.nan`
+    # are valid YAML floats but no valid setting (epochs=.inf would train forever), so `check` refuses them.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -93,7 +94,7 @@ class PeftSection(_Section):
 
 
 class TrainSection(_Section):
-    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    epochs: float = Field(3.0, gt=0, le=100_000, description="Passes over the training data.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
     batch_size: int = Field(32, gt=0, description="Training examples per device per step.")
@@ -102,7 +103,7 @@ class TrainSection(_Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
     lr_scheduler: str = Field("linear", description="transformers scheduler name: linear, cosine, constant, ...")
-    seed: int = Field(42, description="Seed for model initialisation and data order.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for model initialisation and data order.")
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps when eval_strategy is steps.")
     logging_steps: int = Field(50, gt=0, description="Log the training loss every N steps.")

@@ -208,7 +208,11 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
         builder = _builder_for(path)
         if builder != "parquet":
             _require_utf8(path)
-        kwargs = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+        kwargs: dict[str, Any] = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}
+        if builder == "csv":
+            # Only an empty cell is missing: pandas' default reads the strings NA, None, null, NaN, n/a ... as
+            # missing too, which turns a real class named "None" or "NA" into a missing label.
+            kwargs.update(keep_default_na=False, na_values=[""])
         try:
             result[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
         except UnicodeDecodeError as error:

@@ -23,6 +23,7 @@ from finetune.outputs.run_dir import (
     checkpoints_of,
     is_adapter_folder,
     recipe_file_of,
+    require_complete_run,
 )
 
 if TYPE_CHECKING:
@@ -103,6 +104,8 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
         hint = (" It holds checkpoint-N folders: pass one of them, or add --all-checkpoints."
                 if checkpoints_of(path) else "")
         raise UserError(f"{path} holds no model (no {MODEL_CONFIG_FILE} or {ADAPTER_CONFIG_FILE}).{hint}")
+    if not adapter:
+        require_complete_run(path)  # an unfinished run or a partial checkpoint is never scored
     config = _read_json(config_dir / MODEL_CONFIG_FILE) if config_dir else {}
     architecture = (config.get("architectures") or [None])[0]
     adapter_config = _read_json(path / ADAPTER_CONFIG_FILE) if adapter else {}

@@ -6,10 +6,12 @@ hint to pass a local path (see hub.py), not after a minute of retries or with a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 from finetune.hub import not_found_hint, prepare_for_hub
+from finetune.outputs.run_dir import MODEL_CONFIG_FILE, model_folder_problem
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
@@ -40,6 +42,13 @@ def load_config(model: ModelSection, **overrides: Any) -> PretrainedConfig:
         import logging
 
         logging.getLogger("finetune").warning("trust_remote_code is on: code shipped with '%s' will run.", model.name)
+    local = Path(_name(model)).expanduser()
+    if local.is_dir() and (local / MODEL_CONFIG_FILE).is_file():
+        # A folder with a config but missing or broken weights or tokenizer files would load "successfully":
+        # random weights, or a tokenizer that maps every word to [UNK]. Only whole models are used.
+        problem = model_folder_problem(local)
+        if problem:
+            raise UserError(f"{model.name} is not a complete model folder: {problem}.")
     try:
         return AutoConfig.from_pretrained(_name(model), **_source_kwargs(model), **overrides)
     except (OSError, ValueError, KeyError) as error:

@@ -9,9 +9,10 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.errors import UserError
+from finetune.errors import UserError, preview
 from finetune.tasks import metrics as metric_registry
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
+from finetune.tasks.label_hygiene import label_coverage
 
 if TYPE_CHECKING:
     import datasets
@@ -105,10 +106,13 @@ class ClassificationTask(Task):
         self.label2id = {name: index for index, name in enumerate(self.label_names)}
         if not self.is_regression:
             if len(self.label_names) < 2:
-                raise UserError(f"Only one label ({self.label_names}) in column '{self.label_column}': "
+                raise UserError(f"Only one label ({preview(self.label_names)}) in column '{self.label_column}': "
                                 f"classification needs at least two.")
             for name, value in values:
                 self.label_id(value, name)  # raises on labels outside the label set
+            self.untrained_labels = label_coverage(values, self.label_id, self.label_names, self.label_column,
+                                                   has_train=splits[0][0] == "train",
+                                                   inferred=glue is None and not self.recipe.data.label_names)
 
     def label_id(self, value: Any, split_name: str = "data") -> int | float:
         if self.is_regression:
@@ -119,8 +123,8 @@ class ClassificationTask(Task):
         # Integer class ids index named labels (GLUE stores 0/1 for negative/positive).
         if isinstance(value, int) and 0 <= value < len(self.label_names) and self._labels_are_names():
             return value
-        raise UserError(f"Label {value!r} in the {split_name} data is not one of the labels "
-                        f"{self.label_names}. Fix the data or set data.label_names.")
+        raise UserError(f"Label {preview(value)} in the {split_name} data is not one of the labels "
+                        f"{preview(self.label_names)}. Fix the data or set data.label_names.")
 
     def _labels_are_names(self) -> bool:
         return not all(name.lstrip("-").isdigit() for name in self.label_names)
@@ -259,6 +263,9 @@ class ClassificationTask(Task):
             total = sum(counts.values())
             lines.append(("labels (train)", ", ".join(f"{name} {counts[name]} ({counts[name] / total:.0%})"
                                                       for name in self.label_names)))
+            if getattr(self, "untrained_labels", None):
+                lines.append(("labels not in train", f"{preview(self.untrained_labels)}: in the evaluation data "
+                                                     f"only, so the model can never predict them"))
         return lines
 
     # ---- scoring a saved checkpoint ------------------------------------------------------------------------

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from finetune.config.schema import Recipe
 from finetune.data.sources import load_data
+from finetune.errors import UserError
 
 SAMPLE_SIZE = 1000
 
@@ -37,13 +39,33 @@ def _devices() -> str:
     return "cpu"
 
 
-def check(recipe: Recipe) -> CheckReport:
+_OUTPUT_STATES = {"new": "new", "unstarted": "an unstarted run, reused", "replace": "a run, replaced (--overwrite)",
+                  "resume": "a run, resumed"}
+
+
+def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None) -> CheckReport:
+    """The report of a run that would start; raises the UserError the real run would refuse with."""
     from finetune.models.loading import load_config, load_tokenizer
+    from finetune.outputs.lock import holder
+    from finetune.outputs.run_dir import METRICS_FILE, inspect_run_dir
     from finetune.tasks import get_task
+    from finetune.training.run import protected_paths
     from finetune.training.trainer import configure_library_logging
 
     report = CheckReport()
     run_dir = recipe.resolved_output_dir()
+    # The run directory first, exactly as the run checks it (cheap, and the most surprising refusal).
+    if recipe.train.resume and run_dir.is_dir():
+        if (run_dir / METRICS_FILE).exists():
+            raise UserError(f"{run_dir} holds a finished run (metrics.json): nothing to resume. Pass --overwrite "
+                            f"without --resume to train again, or choose another --output-dir.")
+        state = "resume"
+    else:
+        state = inspect_run_dir(run_dir, overwrite, protected_paths(recipe, recipe_file))
+    writer = holder(run_dir)
+    if writer is not None:
+        raise UserError(f"{run_dir} is being written by {writer}. Wait for it to finish, or choose another "
+                        f"--output-dir.")
     task = get_task(recipe)
     report.add("task", recipe.task)
     report.add("model", recipe.model.name)
@@ -73,5 +95,5 @@ def check(recipe: Recipe) -> CheckReport:
     total = settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")
     report.add("devices", "cpu" if settings.use_cpu else _devices())
-    report.add("output", f"{run_dir} ({'exists' if run_dir.exists() else 'new'})")
+    report.add("output", f"{run_dir} ({_OUTPUT_STATES[state]})")
     return report
