@@ -105,7 +105,8 @@ class TrainSection(_Section):
     seed: int = Field(42, description="Seed for model initialisation and data order.")
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps when eval_strategy is steps.")
-    logging_steps: int = Field(50, gt=0, description="Log the training loss every N steps.")
+    logging_steps: int | None = Field(None, gt=0, description="Log the training loss every N steps. Default: "
+                                      "about 25 points per run (every step in runs under 50 steps).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best is always kept).")
     metric_for_best_model: str | None = Field(None, description="Metric that picks the best checkpoint.")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")

@@ -83,7 +83,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     test_sets = {name: task.tokenize(split, tokenizer) for name, split in data.test.items()}
 
     ensure_disk_space(run_dir, parameters["total_parameters"])
-    args = build_training_arguments(recipe, task, run_dir, list(eval_sets))
+    args = build_training_arguments(recipe, task, run_dir, list(eval_sets), len(train_set))
     single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
     trainer = evaluating_in_order(task.trainer_class())(
         model=model,
