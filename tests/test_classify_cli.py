@@ -84,7 +84,7 @@ def test_existing_run_is_not_overwritten(cli, sentiment_run, tiny_bert):
 
 def _pair_rows(count: int, seed: int) -> list[dict]:
     """The label says whether sentence2 repeats sentence1's sentiment word: only the pair decides it."""
-    from finetune.training.smoke import FILLER, NEGATIVE, POSITIVE
+    from finetune.tasks.smoke_data import FILLER, NEGATIVE, POSITIVE
 
     generator = random.Random(seed)
     words = POSITIVE + NEGATIVE
@@ -121,7 +121,7 @@ def test_sentence_pair_classifier(cli, tmp_path, tiny_bert):
 
 
 def _regression_rows(count: int, seed: int) -> list[dict]:
-    from finetune.training.smoke import make_sentiment_rows
+    from finetune.tasks.smoke_data import make_sentiment_rows
 
     rows = []
     for row in make_sentiment_rows(count, seed):

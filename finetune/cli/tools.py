@@ -179,10 +179,14 @@ def env_command() -> None:
 @app.command()
 @user_errors
 def smoke(
+    task: Annotated[str | None, typer.Option(
+        help="Check only this task family (classification, summarization, ...). Default: every family.",
+        show_default=False)] = None,
     output_dir: Annotated[Path | None, typer.Option(
-        help="Keep the smoke run here. Default: a temporary folder.")] = None,
+        help="Keep the data, tiny models and runs here. Default: a temporary folder, removed afterwards.",
+        show_default=False)] = None,
 ) -> None:
-    """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
+    """Offline self-check: a tiny model per task family is trained, evaluated, saved, reloaded and asked to predict."""
     from finetune.training.smoke import run_smoke
 
-    raise typer.Exit(run_smoke(output_dir, echo=typer.echo))
+    raise typer.Exit(run_smoke(output_dir, task, echo=typer.echo))

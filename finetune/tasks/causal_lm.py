@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
+from finetune.models.tiny import build_tiny_gpt2
 from finetune.tasks import metrics as metric_registry
+from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.decoding import encode_prompt, generate_continuations, predict_texts
 from finetune.tasks.lm_inputs import CausalLMCollator, lines_to_documents, pack_blocks, prompt_completion_example
@@ -381,4 +383,5 @@ FAMILIES = (TaskFamily(
            Flag("generation.max_new_tokens")),
     architectures=("ForCausalLM", "LMHeadModel"),
     checkpoint_hint="a causal language model, e.g. a `finetune generate` run",
+    tiny_model=build_tiny_gpt2, smoke=smoke_data.generation,
 ),)

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
+from finetune.models.tiny import build_tiny_bert
 from finetune.tasks import metrics as metric_registry
+from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 
 if TYPE_CHECKING:
@@ -389,5 +391,5 @@ FAMILIES = (TaskFamily(
     architectures=("ForSequenceClassification",),
     benchmark_datasets=("glue/", "nyu-mll/glue"),
     checkpoint_hint="a *ForSequenceClassification model, e.g. a `finetune classify` run",
-    new_head=True,
+    new_head=True, tiny_model=build_tiny_bert, smoke=smoke_data.classification,
 ),)
