@@ -190,3 +190,30 @@ def smoke(
     from finetune.training.smoke import run_smoke
 
     raise typer.Exit(run_smoke(output_dir, task, echo=typer.echo))
+
+
+@app.command("tiny-model")
+@user_errors
+def tiny_model(
+    task: Annotated[str, typer.Option(help="Task family the model is for: classification, summarization, ...",
+                                      show_default=False)],
+    output_dir: Annotated[Path, typer.Option(help="Folder to write the model and tokenizer to.",
+                                             show_default=False)],
+    train_file: Annotated[list[Path] | None, typer.Option(
+        help="Data whose text the tokenizer learns (csv, tsv, json, jsonl, parquet, txt, a folder, or a prefix "
+             "of line-aligned files); repeatable. Default: finetune smoke's toy data.", show_default=False)] = None,
+    vocab_size: Annotated[int | None, typer.Option(
+        min=50, help="Tokenizer vocabulary size. Default: a few hundred tokens.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Write a small random model (2 layers, width 32) of a task family, offline: try every command without the Hub.
+    Pass it to --model."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub
+    from finetune.training.smoke import write_tiny_model
+    from finetune.training.trainer import configure_library_logging
+
+    configure_library_logging()
+    folder, built = write_tiny_model(task, output_dir, train_file or [], vocab_size, seed)
+    typer.echo(f"{folder}: {built}")

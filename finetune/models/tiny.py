@@ -38,12 +38,12 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 400):
                                    model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
-def build_tiny_bert(path: Path, texts: Iterable[str], seed: int = 0) -> Path:
+def build_tiny_bert(path: Path, texts: Iterable[str], seed: int = 0, vocab_size: int = 400) -> Path:
     """Save a tiny random BERT (encoder only) and its tokenizer to `path`; returns `path`."""
     import torch
     from transformers import BertConfig, BertModel
 
-    tokenizer = train_wordpiece_tokenizer(texts)
+    tokenizer = train_wordpiece_tokenizer(texts, vocab_size)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)

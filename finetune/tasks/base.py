@@ -9,7 +9,7 @@ finetune/tasks/ branches on a task name: it asks the family.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,7 +75,7 @@ class TaskFamily:
     new_head: bool = False  # the pretrained model gets a freshly initialised head sized for the data
     # Offline path for every family: a small random model of this family (saved with a tokenizer trained on the
     # given texts; finetune tiny-model), and a tiny dataset it learns quickly (finetune smoke).
-    tiny_model: Callable[[Path, Iterable[str]], Path] | None = None
+    tiny_model: Callable[..., Path] | None = None  # (folder, texts, seed=0, vocab_size=...) -> folder
     smoke: Callable[[Path], SmokeCase] | None = None
 
     @property

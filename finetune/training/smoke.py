@@ -103,8 +103,8 @@ def run_smoke(output_dir: Path | None = None, task: str | None = None,
     chosen = smoke_families(task)
     work = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="finetune-smoke-"))
     work.mkdir(parents=True, exist_ok=True)
-    echo(f"smoke: {len(chosen)} task famil{'y' if len(chosen) == 1 else 'ies'}, each a tiny random model trained "
-         f"offline: train -> evaluate -> save -> reload -> predict" + (f" (in {work})" if output_dir else ""))
+    echo("smoke: per task family, a tiny random model trained offline: train -> evaluate -> save -> reload -> "
+         "predict" + (f" (kept in {work})" if output_dir else ""))
     started, failed = time.perf_counter(), []
     try:
         from finetune.training.trainer import configure_library_logging
@@ -125,3 +125,26 @@ def run_smoke(output_dir: Path | None = None, task: str | None = None,
     echo(f"smoke passed in {time.perf_counter() - started:.0f} s.")
     return 0
 
+
+
+def write_tiny_model(task: str, output_dir: Path, train_files: list[Path], vocab_size: int | None = None,
+                     seed: int = 0) -> tuple[Path, str]:
+    """A small random model of `task`'s family in `output_dir`, its tokenizer trained on the texts of
+    `train_files` (or, without files, on the family's smoke data): (folder, what was built)."""
+    from finetune.data.texts import texts_from_files
+
+    family = smoke_families(task)[0]
+    assert family.smoke is not None and family.tiny_model is not None
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UserError(f"{output_dir} exists and is not empty: choose a new --output-dir.")
+    if train_files:
+        texts, source = texts_from_files(train_files), ", ".join(str(path) for path in train_files)
+    else:
+        with tempfile.TemporaryDirectory(prefix="finetune-tiny-") as folder:
+            texts, source = family.smoke(Path(folder)).texts, f"finetune smoke's {family.name} data"
+    options = {"seed": seed} | ({"vocab_size": vocab_size} if vocab_size else {})
+    family.tiny_model(output_dir, texts, **options)
+    config = json.loads((output_dir / "config.json").read_text(encoding="utf-8"))
+    architecture = (config.get("architectures") or [config.get("model_type", "model")])[0]
+    return output_dir, (f"tiny random {architecture} ({config.get('vocab_size')}-token vocabulary trained on "
+                        f"{len(texts)} texts from {source})")
