@@ -72,6 +72,9 @@ def _main(
         from finetune.console import VERBOSITY_VARIABLE
 
         os.environ[VERBOSITY_VARIABLE] = "quiet" if quiet else "verbose"
+    from finetune.console import quiet_progress_bars
+
+    quiet_progress_bars()  # before any library is imported: their bars read environment variables at import
 
 
 def load_task_recipe(path: Any, overrides: list[str] | None = None, **layers: Any) -> Any:

@@ -25,8 +25,8 @@ def _report(result: Any) -> None:
     rows = [("task", metrics.get("task")), ("model", metrics.get("model")), ("data", metrics.get("data")),
             ("examples", f"{metrics.get('train_samples')} train, "
                          f"{sum((metrics.get('eval_samples') or {}).values())} eval"),
-            ("steps", f"{metrics.get('global_step', '?')} ({metrics.get('epoch', 0):g} epochs, "
-                      f"{metrics.get('world_size', 1)} process(es))"),
+            ("steps", f"{metrics.get('global_step', '?')} ({metrics.get('epoch', 0):g} epochs"
+                      + (f", {metrics['world_size']} processes)" if metrics.get("world_size", 1) > 1 else ")")),
             ("time", f"{metrics.get('train_runtime', 0):.1f} s training, "
                      f"{metrics.get('train_samples_per_second', 0):.1f} samples/s")]
     if "trainable_parameters" in metrics:

@@ -143,7 +143,8 @@ class ClassificationTask(Task):
         tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length)
         # ignore_mismatched_sizes: a checkpoint fine-tuned on other labels gets a fresh head of the right size.
         model = load_pretrained(AutoModelForSequenceClassification, model_section, config=config,
-                                ignore_mismatched_sizes=True)
+                                ignore_mismatched_sizes=True, new_head=f"classification head initialised: {num_labels} "
+                                f"{'output (regression)' if self.is_regression else 'labels'}")
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model, tokenizer
