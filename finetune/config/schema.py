@@ -164,6 +164,27 @@ class Recipe(_Section):
         slug = Path(source).stem if Path(source).suffix else source.replace("/", "-").strip("-.")
         return Path("runs") / f"{self.task}-{slug}"
 
+    def with_absolute_paths(self) -> Recipe:
+        """A copy whose local paths (data files and folders, a local model folder, the DeepSpeed config, the run
+        directory) are absolute: the run's saved recipe.yaml then re-runs (and resumes) from any folder. Hub ids and
+        glue/<task> names stay as they are."""
+
+        def absolute(value: str | None, local: bool = True) -> str | None:
+            if not value:
+                return value
+            path = Path(value).expanduser()
+            # Data files may be prefixes of line-aligned files (data/train for train.en): a folder that exists.
+            return str(path.resolve()) if path.exists() or (local and path.parent.is_dir()) else value
+
+        data = self.data.model_copy(update={
+            "dataset": absolute(self.data.dataset, local=False), "data_dir": absolute(self.data.data_dir),
+            **{key: absolute(getattr(self.data, key)) for key in ("train_file", "validation_file", "test_file")}})
+        return self.model_copy(update={
+            "model": self.model.model_copy(update={"name": absolute(self.model.name, local=False)}),
+            "data": data,
+            "distributed": self.distributed.model_copy(update={"deepspeed": absolute(self.distributed.deepspeed)}),
+            "output_dir": str(self.resolved_output_dir().resolve())})
+
     def to_yaml(self) -> str:
         """The fully resolved recipe: running it again reproduces the run."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

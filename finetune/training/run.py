@@ -62,7 +62,8 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     task.setup(data)  # column and label errors surface here, before any model is loaded
     # Written first, so an interrupted run is recognisable (and resumable) as a run directory.
     if is_main_process():
-        write_text_atomic(run_dir / RECIPE_FILE, recipe.model_copy(update={
+        # Absolute paths: `finetune train RUN/recipe.yaml` works from any folder.
+        write_text_atomic(run_dir / RECIPE_FILE, recipe.with_absolute_paths().model_copy(update={
             "train": recipe.train.model_copy(update={"resume": False})}).to_yaml())
 
     configure_library_logging()
