@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from finetune.cli.app import OVERRIDES_HELP, app, load_task_recipe, recipes_app, user_errors
+from finetune.cli.app import OVERRIDES_HELP, app, load_task_recipe, recipes_app, switch, user_errors
 
 
 @recipes_app.command("list")
@@ -37,7 +37,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name o
 def recipes_validate(
     files: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
     overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDES_HELP)] = None,
-    resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
+    resolved: Annotated[bool, switch("--resolved", help="Print the fully resolved recipe.")] = False,
 ) -> None:
     """Check recipes (keys, types, extends) without running them."""
     for file in files:
@@ -69,7 +69,7 @@ def predict(
     top_k: Annotated[int | None, typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
     num_beams: Annotated[int | None, typer.Option(help="Generation: beam width.")] = None,
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 32,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
+    json_output: Annotated[bool, switch("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
     """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
     import json
@@ -112,7 +112,7 @@ def evaluate(
         help="Folder of GLUE data on disk. Default: the run's data.data_dir.")] = None,
     output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
         "results"),
-    all_checkpoints: Annotated[bool, typer.Option(
+    all_checkpoints: Annotated[bool, switch(
         "--all-checkpoints",
         help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
     overrides: Annotated[list[str] | None, typer.Option(
@@ -136,7 +136,7 @@ def evaluate(
 @user_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
-    merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
+    merge: Annotated[bool, switch("--merge", help="Fold the adapters into the base weights.")] = False,
     output_dir: Annotated[Path | None, typer.Option(help="Where to write. Default: RUN_DIR/merged.")] = None,
 ) -> None:
     """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
@@ -156,7 +156,7 @@ def export(
 def push(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     repo_id: Annotated[str, typer.Option(help="Hub repository: user/name or org/name.")],
-    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    private: Annotated[bool, switch(help="Create the repository as private.")] = False,
 ) -> None:
     """Upload a run (model, tokenizer, model card, metrics, plots) to the Hugging Face Hub."""
     from finetune.outputs.push import push_run

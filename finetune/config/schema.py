@@ -30,7 +30,8 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    dataset: str | None = Field(None, description="glue/<task>, a Hub dataset id (id or id:config) or a local path.")
+    # classification's --dataset adds glue/<task> (tasks/classification.py): other commands must not offer it.
+    dataset: str | None = Field(None, description="A Hub dataset id (id or id:config), or a local file or folder.")
     config: str | None = Field(None, description="Hub dataset configuration (subset) name.")
     data_dir: str | None = Field(None, description="Folder with GLUE data on disk (original TSVs or HF parquet).")
     train_file: str | None = Field(None, description="Local csv/tsv/json/jsonl/parquet/txt file for training.")

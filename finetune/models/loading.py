@@ -6,10 +6,11 @@ hint to pass a local path (see hub.py), not after a minute of retries or with a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
-from finetune.hub import not_found_hint, prepare_for_hub
+from finetune.hub import looks_like_path, not_found_hint, prepare_for_hub
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
@@ -28,8 +29,11 @@ def _source_kwargs(model: ModelSection) -> dict[str, Any]:
 
 
 def _translate_load_error(model: ModelSection, error: Exception) -> UserError:
+    name = _name(model)
+    if looks_like_path(name) and not Path(name).expanduser().exists():
+        return UserError(not_found_hint(name, "model"))  # the library's detail would be the Hub's repo-id rules
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return UserError(f"{not_found_hint(_name(model), 'model')} ({detail})")
+    return UserError(f"{not_found_hint(name, 'model')} ({detail})")
 
 
 def load_config(model: ModelSection, **overrides: Any) -> PretrainedConfig:

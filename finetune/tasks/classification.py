@@ -383,7 +383,8 @@ FAMILIES = (TaskFamily(
     auto_model="AutoModelForSequenceClassification",
     peft_task_type="SEQ_CLS",
     pipeline_tag="text-classification",
-    flags=(Flag("data.data_dir", help="Folder of GLUE data on disk (original TSVs or HF parquet), used with --dataset "
+    flags=(Flag("data.dataset", help="glue/<task>, a Hub dataset id (id or id:config), or a local file or folder."),
+           Flag("data.data_dir", help="Folder of GLUE data on disk (original TSVs or HF parquet), used with --dataset "
                                       "glue/<task>."),
            Flag("data.text_columns", name="--text-column", help="Text column; give it twice for sentence pairs. "
                                                                 "Default: guessed."),
