@@ -111,7 +111,10 @@ def _report_loading(loaded: Any, info: dict[str, Any], new_head: str | None) -> 
     if not fresh:
         return
     if new_head:
-        logger.warning("new %s (%s)", new_head, ", ".join(fresh))
+        from finetune.console import verbosity
+
+        if verbosity() != "quiet":  # expected, so news only: --quiet keeps warnings
+            logger.warning("new %s (%s)", new_head, ", ".join(fresh))
     else:
         shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
         logger.warning("%d weights were not in the checkpoint and start random: %s", len(missing), shown)

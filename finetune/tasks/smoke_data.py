@@ -112,7 +112,7 @@ def summarization(folder: Path) -> SmokeCase:
     train, validation = make_summary_rows(240, seed=0), make_summary_rows(24, seed=1)
     files = _files(write_jsonl(folder / "train.jsonl", train), write_jsonl(folder / "validation.jsonl", validation))
     return SmokeCase(settings={"data": {**files, "max_length": 48, "max_target_length": 16},
-                               "train": {"epochs": 2, **_SCHEDULE}, "generation": {"max_new_tokens": 12}},
+                               "train": {"epochs": 4, **_SCHEDULE}, "generation": {"max_new_tokens": 12}},
                      texts=[row["document"] for row in train] + ["summarize:"] * 10,
                      inputs=[(validation[0]["document"], None)], metric="eval_rougeL",
                      check=lambda metrics, records: _texts_out(records))
