@@ -1,5 +1,5 @@
 """Commands that use, check or share what training produced: recipes, check, predict, evaluate, export, push,
-env, smoke. Heavy imports stay inside the command bodies."""
+env, smoke, tiny-model. Heavy imports stay inside the command bodies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from finetune.cli.app import OVERRIDES_HELP, app, load_task_recipe, recipes_app, switch, user_errors
+from finetune.tasks import families
+
+_FAMILY_NAMES = ", ".join(family.name for family in families())
 
 
 @recipes_app.command("list")
@@ -180,7 +183,7 @@ def env_command() -> None:
 @user_errors
 def smoke(
     task: Annotated[str | None, typer.Option(
-        help="Check only this task family (classification, summarization, ...). Default: every family.",
+        help=f"Check only this task family ({_FAMILY_NAMES}). Default: every family.",
         show_default=False)] = None,
     output_dir: Annotated[Path | None, typer.Option(
         help="Keep the data, tiny models and runs here. Default: a temporary folder, removed afterwards.",
@@ -195,8 +198,7 @@ def smoke(
 @app.command("tiny-model")
 @user_errors
 def tiny_model(
-    task: Annotated[str, typer.Option(help="Task family the model is for: classification, summarization, ...",
-                                      show_default=False)],
+    task: Annotated[str, typer.Option(help=f"Task family the model is for: {_FAMILY_NAMES}.", show_default=False)],
     output_dir: Annotated[Path, typer.Option(help="Folder to write the model and tokenizer to.",
                                              show_default=False)],
     train_file: Annotated[list[Path] | None, typer.Option(
