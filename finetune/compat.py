@@ -56,6 +56,15 @@ def tied_weight_keys(model: Any) -> set[str]:
     return set(keys)
 
 
+def use_causal_lm_loss(model: Any) -> Any:
+    """Name the causal LM loss for models whose class name does not say it (GPT2LMHeadModel): transformers 5 derives
+    the undocumented `loss_type` attribute from the class name and otherwise warns at every run that `loss_type=None`
+    is unrecognized, then uses this same loss. Returns the model."""
+    if getattr(model, "loss_type", "unknown") is None:
+        model.loss_type = "ForCausalLM"
+    return model
+
+
 def conv1d_class() -> type:
     """GPT-2's Conv1D layer (a Linear with its weight transposed), from transformers' internal pytorch_utils."""
     from transformers.pytorch_utils import Conv1D

@@ -51,10 +51,18 @@ def prepare_for_hub(*names: str | None) -> None:
         set_hub_offline_in_loaded_modules()
 
 
+def looks_like_path(name: str) -> bool:
+    """A name that can only be a path on disk, never a Hub id (which is `name` or `owner/name`)."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name in (".", "..") or "\\" in name
+            or name.endswith("/") or name.count("/") > 1)
+
+
 def not_found_hint(name: str, what: str) -> str:
     """The message for a model/dataset that is neither a local path nor loadable from the Hub."""
     if Path(name).expanduser().exists():
         return f"'{name}' exists but is not a {what} folder (no config or weights were found in it)."
+    if looks_like_path(name):
+        return f"{what.capitalize()} folder '{name}' not found (no such file or folder)."
     if offline_requested():
         return (
             f"{what.capitalize()} '{name}' is not a local path and is not in the Hugging Face cache, and the Hub "

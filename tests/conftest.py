@@ -45,7 +45,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def sentiment_rows():
-    from finetune.training.smoke import make_sentiment_rows
+    from finetune.tasks.smoke_data import make_sentiment_rows
 
     return make_sentiment_rows(400, seed=0), make_sentiment_rows(120, seed=1)
 

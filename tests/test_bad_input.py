@@ -150,3 +150,29 @@ def test_model_of_the_wrong_kind_for_the_task(cli, tmp_path):
     message = error_of(cli(["generate", "--model", t5, "--train-file", tmp_path / "corpus.txt",
                             "--output-dir", tmp_path / "run"]))
     assert "wrong kind of model" in message
+
+
+def test_a_missing_model_folder_says_so(cli, tmp_path, train_csv):
+    for name in (tmp_path / "no-such-model", "./models/nope", "../nope"):
+        message = error_of(cli(["classify", "--model", name, "--train-file", train_csv, "--output-dir",
+                                tmp_path / "run", "--dry-run"]))
+        assert f"Model folder '{name}' not found" in message, message
+        assert "Repo id" not in message and "alphanumeric" not in message
+
+
+def test_glue_without_the_hub_suggests_data_dir(cli, tmp_path, tiny_bert):
+    result = cli(["classify", "--model", tiny_bert, "--dataset", "glue/rte", "--output-dir", tmp_path / "run",
+                  "--dry-run"])
+    if result.exit_code == 0:
+        pytest.skip("GLUE RTE is in the local Hugging Face cache")
+    assert "--data-dir" in error_of(result) and "glue/RTE/" in result.output
+
+
+def test_help_offers_what_each_command_accepts_and_shows_defaults(cli):
+    classify, summarize, generate = (cli([command, "--help"]).output for command in ("classify", "summarize",
+                                                                                     "generate"))
+    assert "glue/<task>" in classify and "glue" not in summarize and "glue" not in generate
+    for text in (classify, summarize, generate):
+        assert "Default: 3" in text  # --epochs
+        lora = next(line for line in text.splitlines() if "--lora" in line)
+        assert "<bool>" not in lora, lora  # a switch takes no value

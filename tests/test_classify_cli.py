@@ -84,7 +84,7 @@ def test_existing_run_is_not_overwritten(cli, sentiment_run, tiny_bert):
 
 def _pair_rows(count: int, seed: int) -> list[dict]:
     """The label says whether sentence2 repeats sentence1's sentiment word: only the pair decides it."""
-    from finetune.training.smoke import FILLER, NEGATIVE, POSITIVE
+    from finetune.tasks.smoke_data import FILLER, NEGATIVE, POSITIVE
 
     generator = random.Random(seed)
     words = POSITIVE + NEGATIVE
@@ -121,7 +121,7 @@ def test_sentence_pair_classifier(cli, tmp_path, tiny_bert):
 
 
 def _regression_rows(count: int, seed: int) -> list[dict]:
-    from finetune.training.smoke import make_sentiment_rows
+    from finetune.tasks.smoke_data import make_sentiment_rows
 
     rows = []
     for row in make_sentiment_rows(count, seed):
@@ -161,3 +161,31 @@ def test_train_command_runs_a_recipe_with_extends_and_overrides(cli, tmp_path, t
     assert recipe["train"]["epochs"] == 2 and recipe["train"]["batch_size"] == 16
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert state["epoch"] == 2
+
+
+def test_a_saved_recipe_reruns_from_another_folder(cli, tmp_path, monkeypatch, tiny_bert, sentiment_rows):
+    """Relative paths on the command line become absolute in the run's recipe.yaml, so it works from anywhere."""
+    import shutil
+
+    train, validation = sentiment_rows
+    first, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (first / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copytree(tiny_bert, first / "tiny-bert")
+    write_csv(first / "data" / "train.csv", train[:64])
+    write_csv(first / "data" / "dev.csv", validation[:16])
+    monkeypatch.chdir(first)
+    result = cli(["classify", "--model", "tiny-bert", "--train-file", "data/train.csv", "--validation-file",
+                  "data/dev.csv", "--max-steps", "2", "--output-dir", "runs/first"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((first / "runs" / "first" / "recipe.yaml").read_text())
+    assert saved["data"]["train_file"] == str(first / "data" / "train.csv")
+    assert saved["model"]["name"] == str(first / "tiny-bert")
+    assert saved["output_dir"] == str(first / "runs" / "first")
+
+    monkeypatch.chdir(elsewhere)
+    result = cli(["train", "../project/runs/first/recipe.yaml", "output_dir=again"])
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "again" / "metrics.json").is_file()
+    result = cli(["train", "../project/runs/first/recipe.yaml"])  # the same run directory: refused, not elsewhere
+    assert result.exit_code == 2 and str(first / "runs" / "first") in result.output

@@ -88,3 +88,13 @@ def test_accelerate_launcher_and_config_locations():
     launcher = importlib.import_module(compat.ACCELERATE_LAUNCH_MODULE)
     assert callable(getattr(launcher, "main", None)), "accelerate's launch module has no main(): update the shim"
     assert compat.accelerate_default_config_file().name.endswith((".yaml", ".json"))
+
+
+def test_use_causal_lm_loss_names_the_loss_gpt2_leaves_unnamed(caplog):
+    """transformers derives `loss_type` from the class name; GPT2LMHeadModel's says nothing, so it would warn."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=1, vocab_size=16, n_positions=8))
+    assert hasattr(model, "loss_type"), "PreTrainedModel.loss_type is gone: update compat.use_causal_lm_loss"
+    compat.use_causal_lm_loss(model)
+    assert model.loss_type == "ForCausalLM" and callable(model.loss_function)

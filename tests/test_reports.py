@@ -20,9 +20,10 @@ def run_dir(tmp_path_factory, tiny_bert, sentiment_rows):
 
     work = tmp_path_factory.mktemp("report")
     train, validation = sentiment_rows
-    args = ["classify", "--model", tiny_bert, "--train-file", write_csv(work / "train.csv", train[:200]),
+    # A short run: 128 examples, batch 16, 2 epochs = 16 steps, and no logging_steps (the default must still log).
+    args = ["classify", "--model", tiny_bert, "--train-file", write_csv(work / "train.csv", train[:128]),
             "--validation-file", write_csv(work / "validation.csv", validation[:50]), "--output-dir", work / "run",
-            *FAST, "train.logging_steps=5"]
+            *FAST, "--epochs", "2"]
     result = CliRunner().invoke(app, [str(arg) for arg in args], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return work / "run", result.output
@@ -36,8 +37,11 @@ def test_summary_names_the_metrics_and_the_run_directory(run_dir):
     assert "█" not in output and "it/s]" not in output  # no progress bars when not a terminal
 
 
-def test_plots_are_written(run_dir):
+def test_a_short_run_logs_a_loss_curve_and_writes_every_promised_plot(run_dir):
     path, _ = run_dir
+    history = json.loads((path / "trainer_state.json").read_text())["log_history"]
+    assert json.loads((path / "metrics.json").read_text())["global_step"] == 16
+    assert len([entry for entry in history if "loss" in entry]) >= 4
     for name in ("loss.png", "learning_rate.png", "eval_metrics.png"):
         png = path / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -125,3 +129,12 @@ def test_push_fails_fast_without_token_or_network(cli, run_dir, monkeypatch):
     assert result.exit_code == 2 and "cannot be reached" in result.output
     result = cli(["push", path, "--repo-id", "no-slash"])
     assert result.exit_code == 2 and "user/name" in result.output
+
+
+def test_logging_interval_scales_with_the_run():
+    from finetune.config.schema import TrainSection
+    from finetune.training.arguments import logging_interval
+
+    assert logging_interval(TrainSection(max_steps=16), 1000) == 1
+    assert logging_interval(TrainSection(epochs=3, batch_size=32), 67_349) == 252  # SST-2: 6315 steps, 25 points
+    assert logging_interval(TrainSection(max_steps=400, logging_steps=7), 10) == 7  # the recipe's wins

@@ -92,7 +92,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from finetune.training.smoke import make_sentiment_rows
+    from finetune.tasks.smoke_data import make_sentiment_rows
     from tests.builders import train_wordpiece_tokenizer
 
     return train_wordpiece_tokenizer([row["text"] for row in make_sentiment_rows(200, seed=0)])
@@ -102,7 +102,7 @@ def sentiment_data(count: int = 300):
     import datasets
 
     from finetune.data.sources import LoadedData
-    from finetune.training.smoke import make_sentiment_rows
+    from finetune.tasks.smoke_data import make_sentiment_rows
 
     rows = make_sentiment_rows(count, seed=3)
     return LoadedData(train=datasets.Dataset.from_dict({"text": [row["text"] for row in rows],

@@ -21,6 +21,14 @@ app.add_typer(recipes_app, name="recipes")
 
 _state = {"debug": False}
 
+# The metavar of on/off switches: empty, so help lists `--lora` rather than `--lora <bool>` (it takes no value).
+SWITCH = ""
+
+
+def switch(*names: str, **options: Any) -> Any:
+    """typer.Option for an on/off flag."""
+    return typer.Option(*names, metavar=SWITCH, **options)
+
 OVERRIDES_HELP = "Recipe overrides as dotted key=value, for example train.epochs=1 data.max_length=64."
 
 
@@ -102,10 +110,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings, errors and the final summary.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also the libraries' informational logs.")] = False,
-    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
+    debug: Annotated[bool, switch("--debug", help="Show full tracebacks for errors.")] = False,
+    quiet: Annotated[bool, switch("--quiet", "-q", help="Only warnings, errors and the final summary.")] = False,
+    verbose: Annotated[bool, switch("--verbose", "-v", help="Also the libraries' informational logs.")] = False,
+    version: Annotated[bool | None, switch("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     _state["debug"] = debug
@@ -115,6 +123,9 @@ def _main(
         from finetune.console import VERBOSITY_VARIABLE
 
         os.environ[VERBOSITY_VARIABLE] = "quiet" if quiet else "verbose"
+    from finetune.console import quiet_progress_bars
+
+    quiet_progress_bars()  # before any library is imported: their bars read environment variables at import
 
 
 def load_task_recipe(path: Any, overrides: list[str] | None = None, **layers: Any) -> Any:

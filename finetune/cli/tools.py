@@ -1,5 +1,5 @@
 """Commands that use, check or share what training produced: recipes, check, predict, evaluate, export, push,
-env, smoke. Heavy imports stay inside the command bodies."""
+env, smoke, tiny-model. Heavy imports stay inside the command bodies."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from typing import Annotated
 
 import typer
 
-from finetune.cli.app import OVERRIDES_HELP, app, load_task_recipe, recipes_app, user_errors
+from finetune.cli.app import OVERRIDES_HELP, app, load_task_recipe, recipes_app, switch, user_errors
+from finetune.tasks import families
+
+_FAMILY_NAMES = ", ".join(family.name for family in families())
 
 
 @recipes_app.command("list")
@@ -37,7 +40,7 @@ def recipes_show(name: Annotated[str, typer.Argument(help="Shipped recipe name o
 def recipes_validate(
     files: Annotated[list[str], typer.Argument(help="Recipe files or shipped names.")],
     overrides: Annotated[list[str] | None, typer.Option("--set", help=OVERRIDES_HELP)] = None,
-    resolved: Annotated[bool, typer.Option("--resolved", help="Print the fully resolved recipe.")] = False,
+    resolved: Annotated[bool, switch("--resolved", help="Print the fully resolved recipe.")] = False,
 ) -> None:
     """Check recipes (keys, types, extends) without running them."""
     for file in files:
@@ -69,7 +72,7 @@ def predict(
     top_k: Annotated[int | None, typer.Option(help="Generation: sample among the k likeliest tokens.")] = None,
     num_beams: Annotated[int | None, typer.Option(help="Generation: beam width.")] = None,
     batch_size: Annotated[int, typer.Option(help="Inputs per forward pass.")] = 32,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per input.")] = False,
+    json_output: Annotated[bool, switch("--json", help="Print one JSON object per input.")] = False,
 ) -> None:
     """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
     import json
@@ -112,7 +115,7 @@ def evaluate(
         help="Folder of GLUE data on disk. Default: the run's data.data_dir.")] = None,
     output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
         "results"),
-    all_checkpoints: Annotated[bool, typer.Option(
+    all_checkpoints: Annotated[bool, switch(
         "--all-checkpoints",
         help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
     overrides: Annotated[list[str] | None, typer.Option(
@@ -136,7 +139,7 @@ def evaluate(
 @user_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory trained with LoRA (--lora).")],
-    merge: Annotated[bool, typer.Option("--merge", help="Fold the adapters into the base weights.")] = False,
+    merge: Annotated[bool, switch("--merge", help="Fold the adapters into the base weights.")] = False,
     output_dir: Annotated[Path | None, typer.Option(help="Where to write. Default: RUN_DIR/merged.")] = None,
 ) -> None:
     """Write a plain transformers model from a LoRA run (--merge), loadable without PEFT."""
@@ -156,7 +159,7 @@ def export(
 def push(
     run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
     repo_id: Annotated[str, typer.Option(help="Hub repository: user/name or org/name.")],
-    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    private: Annotated[bool, switch(help="Create the repository as private.")] = False,
 ) -> None:
     """Upload a run (model, tokenizer, model card, metrics, plots) to the Hugging Face Hub."""
     from finetune.outputs.push import push_run
@@ -179,10 +182,40 @@ def env_command() -> None:
 @app.command()
 @user_errors
 def smoke(
+    task: Annotated[str | None, typer.Option(
+        help=f"Check only this task family ({_FAMILY_NAMES}). Default: every family.",
+        show_default=False)] = None,
     output_dir: Annotated[Path | None, typer.Option(
-        help="Keep the smoke run here. Default: a temporary folder.")] = None,
+        help="Keep the data, tiny models and runs here. Default: a temporary folder, removed afterwards.",
+        show_default=False)] = None,
 ) -> None:
-    """Self-contained check, no network: build data and a tiny model, then train, evaluate and predict."""
+    """Offline self-check: a tiny model per task family is trained, evaluated, saved, reloaded and asked to predict."""
     from finetune.training.smoke import run_smoke
 
-    raise typer.Exit(run_smoke(output_dir, echo=typer.echo))
+    raise typer.Exit(run_smoke(output_dir, task, echo=typer.echo))
+
+
+@app.command("tiny-model")
+@user_errors
+def tiny_model(
+    task: Annotated[str, typer.Option(help=f"Task family the model is for: {_FAMILY_NAMES}.", show_default=False)],
+    output_dir: Annotated[Path, typer.Option(help="Folder to write the model and tokenizer to.",
+                                             show_default=False)],
+    train_file: Annotated[list[Path] | None, typer.Option(
+        help="Data whose text the tokenizer learns (csv, tsv, json, jsonl, parquet, txt, a folder, or a prefix "
+             "of line-aligned files); repeatable. Default: finetune smoke's toy data.", show_default=False)] = None,
+    vocab_size: Annotated[int | None, typer.Option(
+        min=50, help="Tokenizer vocabulary size. Default: a few hundred tokens.", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+) -> None:
+    """Write a small random model (2 layers, width 32) of a task family, offline: try every command without the Hub.
+    Pass it to --model."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub
+    from finetune.training.smoke import write_tiny_model
+    from finetune.training.trainer import configure_library_logging
+
+    configure_library_logging()
+    folder, built = write_tiny_model(task, output_dir, train_file or [], vocab_size, seed)
+    typer.echo(f"{folder}: {built}")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from finetune.cli.app import Overrides, app, load_task_recipe, user_errors
+from finetune.cli.app import SWITCH, Overrides, app, load_task_recipe, switch, user_errors
 from finetune.config.flags import FlagSpec, common_flags, flag_spec, nest
 from finetune.tasks import families
 from finetune.tasks.base import TaskFamily
@@ -25,8 +25,8 @@ def _report(result: Any) -> None:
     rows = [("task", metrics.get("task")), ("model", metrics.get("model")), ("data", metrics.get("data")),
             ("examples", f"{metrics.get('train_samples')} train, "
                          f"{sum((metrics.get('eval_samples') or {}).values())} eval"),
-            ("steps", f"{metrics.get('global_step', '?')} ({metrics.get('epoch', 0):g} epochs, "
-                      f"{metrics.get('world_size', 1)} process(es))"),
+            ("steps", f"{metrics.get('global_step', '?')} ({metrics.get('epoch', 0):g} epochs"
+                      + (f", {metrics['world_size']} processes)" if metrics.get("world_size", 1) > 1 else ")")),
             ("time", f"{metrics.get('train_runtime', 0):.1f} s training, "
                      f"{metrics.get('train_samples_per_second', 0):.1f} samples/s")]
     if "trainable_parameters" in metrics:
@@ -43,10 +43,10 @@ def _report(result: Any) -> None:
 # ---- options every training command has besides its recipe flags ---------------------------------------------
 
 RecipeFile = Annotated[str | None, typer.Option("--recipe", help="Start from this recipe file (or shipped name).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")]
-DryRun = Annotated[bool, typer.Option(
+Overwrite = Annotated[bool, switch("--overwrite", help="Replace an existing run directory.")]
+DryRun = Annotated[bool, switch(
     "--dry-run", help="Check data, columns, labels and tokenization, report steps and devices; do not train.")]
-Resume = Annotated[bool | None, typer.Option(
+Resume = Annotated[bool | None, switch(
     "--resume", help="Continue from the newest complete checkpoint in --output-dir (named one: "
                      "train.resume=checkpoint-N).", show_default=False)]
 NumProcesses = Annotated[int, typer.Option(
@@ -65,7 +65,8 @@ _RUN_OPTIONS = {"recipe": (RecipeFile, None), "overwrite": (Overwrite, False), "
 def _option_type(flag: FlagSpec) -> Any:
     """The Typer annotation of a recipe flag: None means "not given", so only given flags override the recipe."""
     kind: Any = list[flag.value_type] if flag.repeatable else flag.value_type  # type: ignore[name-defined]
-    return Annotated[kind | None, typer.Option(flag.name, help=flag.help, show_default=False)]
+    return Annotated[kind | None, typer.Option(flag.name, help=flag.help, show_default=False,
+                                               metavar=SWITCH if flag.value_type is bool else None)]
 
 
 def command_flags(family: TaskFamily) -> list[FlagSpec]:

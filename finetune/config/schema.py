@@ -31,7 +31,8 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    dataset: str | None = Field(None, description="glue/<task>, a Hub dataset id (id or id:config) or a local path.")
+    # classification's --dataset adds glue/<task> (tasks/classification.py): other commands must not offer it.
+    dataset: str | None = Field(None, description="A Hub dataset id (id or id:config), or a local file or folder.")
     config: str | None = Field(None, description="Hub dataset configuration (subset) name.")
     data_dir: str | None = Field(None, description="Folder with GLUE data on disk (original TSVs or HF parquet).")
     train_file: str | None = Field(None, description="Local csv/tsv/json/jsonl/parquet/txt file for training.")
@@ -106,7 +107,8 @@ class TrainSection(_Section):
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for model initialisation and data order.")
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate.")
     eval_steps: int | None = Field(None, gt=0, description="Evaluate every N steps when eval_strategy is steps.")
-    logging_steps: int = Field(50, gt=0, description="Log the training loss every N steps.")
+    logging_steps: int | None = Field(None, gt=0, description="Log the training loss every N steps. Default: "
+                                      "about 25 points per run (every step in runs under 50 steps).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best is always kept).")
     metric_for_best_model: str | None = Field(None, description="Metric that picks the best checkpoint.")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
@@ -163,6 +165,27 @@ class Recipe(_Section):
         source = self.data.dataset or self.data.train_file or "data"
         slug = Path(source).stem if Path(source).suffix else source.replace("/", "-").strip("-.")
         return Path("runs") / f"{self.task}-{slug}"
+
+    def with_absolute_paths(self) -> Recipe:
+        """A copy whose local paths (data files and folders, a local model folder, the DeepSpeed config, the run
+        directory) are absolute: the run's saved recipe.yaml then re-runs (and resumes) from any folder. Hub ids and
+        glue/<task> names stay as they are."""
+
+        def absolute(value: str | None, local: bool = True) -> str | None:
+            if not value:
+                return value
+            path = Path(value).expanduser()
+            # Data files may be prefixes of line-aligned files (data/train for train.en): a folder that exists.
+            return str(path.resolve()) if path.exists() or (local and path.parent.is_dir()) else value
+
+        data = self.data.model_copy(update={
+            "dataset": absolute(self.data.dataset, local=False), "data_dir": absolute(self.data.data_dir),
+            **{key: absolute(getattr(self.data, key)) for key in ("train_file", "validation_file", "test_file")}})
+        return self.model_copy(update={
+            "model": self.model.model_copy(update={"name": absolute(self.model.name, local=False)}),
+            "data": data,
+            "distributed": self.distributed.model_copy(update={"deepspeed": absolute(self.distributed.deepspeed)}),
+            "output_dir": str(self.resolved_output_dir().resolve())})
 
     def to_yaml(self) -> str:
         """The fully resolved recipe: running it again reproduces the run."""

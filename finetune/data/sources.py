@@ -104,7 +104,11 @@ def _load_glue(task: GlueTask, data: DataSection) -> LoadedData:
 
         source = f"GLUE {task.name} in {data.data_dir}"
     else:
-        hub = _load_hub_dict(GLUE_HUB_ID, task.name, data)
+        try:
+            hub = _load_hub_dict(GLUE_HUB_ID, task.name, data)
+        except UserError as error:
+            raise UserError(f"{error} GLUE files on disk work offline: pass --data-dir DIR (a folder with "
+                            f"glue/{task.tsv_dir}/ TSVs or glue_hf_parquet/{task.name}/).") from error
 
         def read(split: str) -> datasets.Dataset:
             if split not in hub:

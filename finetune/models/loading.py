@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
-from finetune.hub import not_found_hint, prepare_for_hub
+from finetune.hub import looks_like_path, not_found_hint, prepare_for_hub
 from finetune.outputs.run_dir import MODEL_CONFIG_FILE, model_folder_problem
 
 if TYPE_CHECKING:
@@ -30,8 +30,11 @@ def _source_kwargs(model: ModelSection) -> dict[str, Any]:
 
 
 def _translate_load_error(model: ModelSection, error: Exception) -> UserError:
+    name = _name(model)
+    if looks_like_path(name) and not Path(name).expanduser().exists():
+        return UserError(not_found_hint(name, "model"))  # the library's detail would be the Hub's repo-id rules
     detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return UserError(f"{not_found_hint(_name(model), 'model')} ({detail})")
+    return UserError(f"{not_found_hint(name, 'model')} ({detail})")
 
 
 def load_config(model: ModelSection, **overrides: Any) -> PretrainedConfig:
@@ -75,12 +78,67 @@ def load_tokenizer(model: ModelSection, config: PretrainedConfig, max_length: in
     return tokenizer
 
 
-def load_pretrained(model_class: Any, model: ModelSection, **kwargs: Any) -> Any:
-    """`model_class.from_pretrained` (an Auto* class) with readable errors."""
+class _WithoutLoadReport:
+    """transformers 5 prints a LOAD REPORT table on every load with missing or unexpected weights, in red even for a
+    classifier's head, which is new by design. Outside --verbose it is replaced by one line (see _report_loading)."""
+
+    LOGGER = "transformers.modeling_utils"
+
+    def filter(self, record: Any) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
+
+    def __enter__(self) -> None:
+        import logging
+
+        from finetune.console import verbosity
+
+        self.active = verbosity() != "verbose"
+        if self.active:
+            logging.getLogger(self.LOGGER).addFilter(self)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.active:
+            import logging
+
+            logging.getLogger(self.LOGGER).removeFilter(self)
+
+
+def _report_loading(loaded: Any, info: dict[str, Any], new_head: str | None) -> None:
+    """One line for what a user should know about the load: weights the checkpoint did not have (a new head, or
+    something that looks wrong), and weights re-initialised to another size. Tied weights (saved once, shared) and
+    checkpoint weights the model does not use (a pretraining head) are not news."""
+    import logging
+
+    from finetune.compat import tied_weight_keys
+
+    logger = logging.getLogger("finetune")
+    missing = sorted(set(info.get("missing_keys") or ()) - tied_weight_keys(loaded))
+    mismatched = sorted(str(entry[0]) if isinstance(entry, (tuple, list)) else str(entry)
+                        for entry in info.get("mismatched_keys") or ())
+    fresh = sorted({key.rsplit(".", 1)[0] for key in [*missing, *mismatched]})
+    if not fresh:
+        return
+    if new_head:
+        from finetune.console import verbosity
+
+        if verbosity() != "quiet":  # expected, so news only: --quiet keeps warnings
+            logger.warning("new %s (%s)", new_head, ", ".join(fresh))
+    else:
+        shown = ", ".join(missing[:6]) + (f" and {len(missing) - 6} more" if len(missing) > 6 else "")
+        logger.warning("%d weights were not in the checkpoint and start random: %s", len(missing), shown)
+
+
+def load_pretrained(model_class: Any, model: ModelSection, new_head: str | None = None, **kwargs: Any) -> Any:
+    """`model_class.from_pretrained` (an Auto* class) with readable errors and a one-line load report; `new_head`
+    says what the task expects to start random ("classification head initialised: 2 labels")."""
     try:
-        return model_class.from_pretrained(model.name, **_source_kwargs(model), **kwargs)
+        with _WithoutLoadReport():
+            loaded, info = model_class.from_pretrained(model.name, **_source_kwargs(model), output_loading_info=True,
+                                                       **kwargs)
     except (OSError, ValueError) as error:
         if "Unrecognized configuration class" in str(error):
             raise UserError(f"'{model.name}' ({type(kwargs.get('config')).__name__}) cannot be loaded as "
                             f"{model_class.__name__}: it is the wrong kind of model for this task.") from error
         raise _translate_load_error(model, error) from error
+    _report_loading(loaded, info, new_head)
+    return loaded

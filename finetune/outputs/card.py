@@ -10,7 +10,7 @@ import yaml
 
 from finetune.config.schema import Recipe
 
-_SKIPPED = ("_runtime", "_per_second", "_samples")
+_SKIPPED = ("_runtime", "_per_second", "_samples", "_preparation_time")
 
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -9,6 +9,7 @@ finetune/tasks/ branches on a task name: it asks the family.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,19 @@ class PredictRequest:
 
 
 @dataclass(frozen=True)
+class SmokeCase:
+    """A small task a tiny random model of the family learns in seconds, written to disk: `finetune smoke` trains on
+    it, and `finetune tiny-model` trains its tokenizer on `texts` when the user gives no data."""
+
+    settings: dict[str, Any]  # recipe layers (data files, schedule); smoke adds the model and output_dir
+    texts: list[str]  # what the tiny model's tokenizer is trained on
+    inputs: list[tuple[str, str | None]]  # what `predict` is asked once the run is reloaded
+    metric: str  # the metrics.json key shown on the smoke line
+    # None when the run learned what it should, else why not (from metrics.json and the predict records)
+    check: Callable[[dict[str, Any], list[dict[str, Any]]], str | None]
+
+
+@dataclass(frozen=True)
 class TaskFamily:
     """One task as the rest of the toolkit sees it. Everything that differs by task is here or in `task_class`."""
 
@@ -59,6 +73,10 @@ class TaskFamily:
     benchmark_datasets: tuple[str, ...] = ()  # dataset name prefixes scored with this family (glue/)
     checkpoint_hint: str = ""  # what a checkpoint of this family looks like, for error messages
     new_head: bool = False  # the pretrained model gets a freshly initialised head sized for the data
+    # Offline path for every family: a small random model of this family (saved with a tokenizer trained on the
+    # given texts; finetune tiny-model), and a tiny dataset it learns quickly (finetune smoke).
+    tiny_model: Callable[..., Path] | None = None  # (folder, texts, seed=0, vocab_size=...) -> folder
+    smoke: Callable[[Path], SmokeCase] | None = None
 
     @property
     def kind(self) -> str:

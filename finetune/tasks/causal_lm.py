@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.compat import use_causal_lm_loss
 from finetune.errors import UserError
+from finetune.models.tiny import build_tiny_gpt2
 from finetune.tasks import metrics as metric_registry
+from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.decoding import encode_prompt, generate_continuations, predict_texts
 from finetune.tasks.lm_inputs import CausalLMCollator, lines_to_documents, pack_blocks, prompt_completion_example
@@ -140,7 +143,7 @@ class CausalLMTask(Task):
                             f"positions). Pass --block-size {limit} or less.")
         max_length = self.recipe.data.max_length if self.format == "prompt_completion" else None
         tokenizer = load_tokenizer(model_section, config, max_length)
-        model = load_pretrained(AutoModelForCausalLM, model_section, config=config)
+        model = use_causal_lm_loss(load_pretrained(AutoModelForCausalLM, model_section, config=config))
         # Saved with the run, so the model pads and generates without warnings in plain transformers too.
         model.config.pad_token_id = model.generation_config.pad_token_id = tokenizer.pad_token_id
         return model, tokenizer
@@ -381,4 +384,5 @@ FAMILIES = (TaskFamily(
            Flag("generation.max_new_tokens")),
     architectures=("ForCausalLM", "LMHeadModel"),
     checkpoint_hint="a causal language model, e.g. a `finetune generate` run",
+    tiny_model=build_tiny_gpt2, smoke=smoke_data.generation,
 ),)

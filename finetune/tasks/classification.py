@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError, preview
+from finetune.models.tiny import build_tiny_bert
 from finetune.tasks import metrics as metric_registry
+from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.label_hygiene import label_coverage
 
@@ -146,7 +148,8 @@ class ClassificationTask(Task):
         tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length)
         # ignore_mismatched_sizes: a checkpoint fine-tuned on other labels gets a fresh head of the right size.
         model = load_pretrained(AutoModelForSequenceClassification, model_section, config=config,
-                                ignore_mismatched_sizes=True)
+                                ignore_mismatched_sizes=True, new_head=f"classification head initialised: {num_labels} "
+                                f"{'output (regression)' if self.is_regression else 'labels'}")
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         return model, tokenizer
@@ -405,7 +408,8 @@ FAMILIES = (TaskFamily(
     auto_model="AutoModelForSequenceClassification",
     peft_task_type="SEQ_CLS",
     pipeline_tag="text-classification",
-    flags=(Flag("data.data_dir", help="Folder of GLUE data on disk (original TSVs or HF parquet), used with --dataset "
+    flags=(Flag("data.dataset", help="glue/<task>, a Hub dataset id (id or id:config), or a local file or folder."),
+           Flag("data.data_dir", help="Folder of GLUE data on disk (original TSVs or HF parquet), used with --dataset "
                                       "glue/<task>."),
            Flag("data.text_columns", name="--text-column", help="Text column; give it twice for sentence pairs. "
                                                                 "Default: guessed."),
@@ -414,5 +418,5 @@ FAMILIES = (TaskFamily(
     architectures=("ForSequenceClassification",),
     benchmark_datasets=("glue/", "nyu-mll/glue"),
     checkpoint_hint="a *ForSequenceClassification model, e.g. a `finetune classify` run",
-    new_head=True,
+    new_head=True, tiny_model=build_tiny_bert, smoke=smoke_data.classification,
 ),)

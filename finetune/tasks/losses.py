@@ -73,7 +73,7 @@ def perplexity_trainer() -> type[Trainer]:
     """The causal LM's Trainer: perplexity next to every evaluation loss."""
     from transformers import Trainer
 
-    from finetune.compat import TrainerHooks, tied_weight_keys
+    from finetune.compat import TrainerHooks
 
     class CausalLMTrainer(TrainerHooks, Trainer):
         """Reports perplexity next to every evaluation loss (logged, in metrics and in trainer_state.json)."""
@@ -85,13 +85,5 @@ def perplexity_trainer() -> type[Trainer]:
                 if key.endswith("_loss"):
                     metrics[f"{key[:-len('_loss')]}_perplexity"] = perplexity(value)
             return output
-
-        def ignore_load_warnings(self, load_result: Any) -> bool:
-            # Checkpoints leave out tied output embeddings (GPT-2's lm_head is its input embedding); loading the best
-            # one then reports them missing although nothing is. Re-tie instead of warning.
-            if load_result.missing_keys and set(load_result.missing_keys) <= tied_weight_keys(self.model):
-                self.model.tie_weights()  # type: ignore[union-attr, operator]
-                return True
-            return False
 
     return CausalLMTrainer

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
+from finetune.models.tiny import build_tiny_t5
 from finetune.tasks import metrics as metric_registry
+from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.seq2seq_generation import (
     T5_MODEL_TYPES,
@@ -320,7 +322,8 @@ def _prediction_records(sources: list[str], references: Sequence[str | list[str]
 
 _SHARED: dict[str, Any] = {"task_class": Seq2SeqTask, "default_model": "t5-small",
                            "auto_model": "AutoModelForSeq2SeqLM", "peft_task_type": "SEQ_2_SEQ_LM",
-                           "architectures": ("ForConditionalGeneration", "ForSeq2SeqLM"), "group": "seq2seq"}
+                           "architectures": ("ForConditionalGeneration", "ForSeq2SeqLM"), "group": "seq2seq",
+                           "tiny_model": build_tiny_t5}
 _LENGTH_FLAGS = (Flag("data.source_prefix", help="Text put before every source."),
                  Flag("data.max_length", name="--max-source-length", help="Source tokens kept."),
                  Flag("data.max_target_length", help="Target tokens kept."),
@@ -334,7 +337,8 @@ FAMILIES = (
                 "[model: t5-small]",
         flags=(Flag("data.source_column", help="Document/source column."),
                Flag("data.target_column", help="Summary/translation column."), *_LENGTH_FLAGS),
-        checkpoint_hint="an encoder-decoder model, e.g. a `finetune summarize` run", **_SHARED),
+        checkpoint_hint="an encoder-decoder model, e.g. a `finetune summarize` run",
+        smoke=smoke_data.summarization, **_SHARED),
     TaskFamily(
         name="translation", command="translate", pipeline_tag="translation",
         summary="Fine-tune an encoder-decoder model (T5, Marian, mBART) to translate; scored with BLEU and chrF.",
@@ -342,5 +346,6 @@ FAMILIES = (
                                             "text files (train for train.en + train.de)."),
                Flag("data.source_lang", help="Source language code, e.g. en."),
                Flag("data.target_lang", help="Target language code, e.g. de."), *_LENGTH_FLAGS),
-        checkpoint_hint="an encoder-decoder model, e.g. a `finetune translate` run", **_SHARED),
+        checkpoint_hint="an encoder-decoder model, e.g. a `finetune translate` run",
+        smoke=smoke_data.translation, **_SHARED),
 )

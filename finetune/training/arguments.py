@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ def has_cuda() -> bool:
 
     return torch.cuda.is_available()
 
+
+LOG_POINTS = 25  # training-loss points per run when the recipe sets no logging_steps
 
 # report_to name -> (module to import, pip extra)
 _TRACKERS = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
@@ -119,7 +122,26 @@ def speed_options(train: TrainSection, use_cpu: bool) -> dict[str, Any]:
     return options
 
 
-def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str]) -> Any:
+def total_steps(train: TrainSection, train_examples: int, processes: int = 1) -> int:
+    """Optimizer steps the run will take, as the Trainer counts them."""
+    if train.max_steps:
+        return train.max_steps
+    batches = math.ceil(train_examples / (train.batch_size * max(1, processes)))
+    return math.ceil(math.ceil(batches / train.gradient_accumulation_steps) * train.epochs)
+
+
+def logging_interval(train: TrainSection, train_examples: int | None, processes: int = 1) -> int:
+    """The recipe's logging_steps, else about LOG_POINTS training-loss points per run: every step for short runs,
+    so a 16-step run still shows a loss curve, and a long run's log stays readable."""
+    if train.logging_steps is not None:
+        return train.logging_steps
+    if not train_examples:
+        return 1
+    return max(1, total_steps(train, train_examples, processes) // LOG_POINTS)
+
+
+def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str],
+                             train_examples: int | None = None) -> Any:
     train = recipe.train
     # Without GPUs, say so explicitly when it matters: several processes (accelerate then uses gloo) and bf16
     # (the Trainer refuses bf16/fp16 on a machine without GPUs unless told to stay on the CPU).
@@ -150,7 +172,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         load_best_model_at_end=evaluate != "no",
         metric_for_best_model=best_metric if evaluate != "no" else None,
         greater_is_better=None if evaluate == "no" else higher_is_better(best_metric),
-        logging_steps=train.logging_steps,
+        logging_steps=logging_interval(train, train_examples, world_size()),
         report_to=train.report_to or "none",
         disable_tqdm=not show_progress(),
         use_cpu=use_cpu,

@@ -145,10 +145,11 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
         marker = run_marker(run_dir)
         run_id = marker["run_id"] if marker and state == "resume" else mark_run_dir(run_dir)
         # Written before training, so an interrupted run is recognisable (and resumable) as a run directory.
-        write_text_atomic(run_dir / RECIPE_FILE, recipe.model_copy(update={
+        # Absolute paths: `finetune train RUN/recipe.yaml` works from any folder.
+        write_text_atomic(run_dir / RECIPE_FILE, recipe.with_absolute_paths().model_copy(update={
             "train": recipe.train.model_copy(update={"resume": False})}).to_yaml())
     barrier()
-    args = build_training_arguments(recipe, task, run_dir, list(eval_sets))
+    args = build_training_arguments(recipe, task, run_dir, list(eval_sets), len(train_set))
     single_eval = next(iter(eval_sets.values())) if len(eval_sets) == 1 else (eval_sets or None)
     trainer = evaluating_in_order(task.trainer_class())(
         model=model,

@@ -1,131 +1,150 @@
 """`finetune smoke`: prove the install works end to end with no network, in the spirit of `accelerate test`.
 
-It writes a small labelled sentiment dataset, builds a tiny random BERT and its tokenizer offline, then goes
-through the same code path as `finetune classify`: train, evaluate, save, reload and predict. It fails (exit 1)
-when the model does not learn the task, which is easy enough that a working pipeline always does.
+For every registered task family that declares a smoke case (TaskFamily.smoke): write the family's tiny dataset,
+build a tiny random model of the family offline (TaskFamily.tiny_model), then go through the same code path as the
+family's command: train, evaluate, save, reload and predict. One line per family. It fails (exit 1) when a model
+does not learn its toy task, which is easy enough that a working pipeline always does.
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import os
-import random
+import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-POSITIVE = ["good", "great", "wonderful", "gorgeous", "witty", "delightful", "moving", "brilliant", "fun", "superb"]
-NEGATIVE = ["bad", "awful", "boring", "dull", "tedious", "clumsy", "bland", "terrible", "weak", "lifeless"]
-FILLER = ["a", "the", "film", "movie", "story", "plot", "acting", "was", "is", "really", "quite", "very", "and",
-          "script", "cast", "ending", "this", "that", "with", "its"]
-REQUIRED_ACCURACY = 0.8
+from finetune.console import VERBOSITY_VARIABLE, verbosity
+from finetune.errors import UserError
+from finetune.tasks import families, get_family
+from finetune.tasks.base import TaskFamily
 
 
-# ---- a tiny random BERT, built offline ---------------------------------------------------------------------------
-
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 400):
-    """A BERT-style WordPiece tokenizer ([CLS] a [SEP] b [SEP]) trained on `texts`, as a transformers tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size,
-                                                                   special_tokens=SPECIAL_TOKENS))
-    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
-    )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=512,
-                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
-
-
-def build_tiny_bert(path: Path, texts: Iterable[str], seed: int = 0) -> Path:
-    """Save a tiny random BERT (encoder only) and its tokenizer to `path`; returns `path`."""
+@contextmanager
+def _quiet_single_threaded() -> Iterator[None]:
+    """The smoke lines only, unless --verbose; one torch thread: tiny models gain nothing from intra-op threads,
+    and on a small shared machine more threads than free cores make every step several times slower."""
     import torch
-    from transformers import BertConfig, BertModel
 
-    tokenizer = train_wordpiece_tokenizer(texts)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-def make_sentiment_rows(count: int, seed: int) -> list[dict[str, str]]:
-    """Sentences of filler words around one or two sentiment words; the label is their polarity."""
-    generator = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        positive = generator.random() < 0.5
-        words = generator.sample(FILLER, k=generator.randint(3, 8))
-        for _ in range(generator.randint(1, 2)):
-            words.insert(generator.randrange(len(words) + 1), generator.choice(POSITIVE if positive else NEGATIVE))
-        rows.append({"text": " ".join(words), "label": "positive" if positive else "negative"})
-    return rows
+    threads, level = torch.get_num_threads(), os.environ.get(VERBOSITY_VARIABLE)
+    torch.set_num_threads(1)
+    if verbosity() != "verbose":
+        os.environ[VERBOSITY_VARIABLE] = "quiet"
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if level is None:
+            os.environ.pop(VERBOSITY_VARIABLE, None)
+        else:
+            os.environ[VERBOSITY_VARIABLE] = level
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+def _training_losses(run_dir: Path) -> list[float]:
+    state = json.loads((run_dir / "trainer_state.json").read_text(encoding="utf-8"))
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
 
-def run_smoke(output_dir: Path | None = None, echo: Callable[[str], None] = print) -> int:
-    """Returns the exit code: 0 when the tiny model learned the task and predictions reload, else 1."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub
-    work = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="finetune-smoke-"))
-    work.mkdir(parents=True, exist_ok=True)
-    echo(f"smoke run in {work}")
+def _short(text: str, width: int = 28) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 3] + "..."
 
-    train_rows, eval_rows = make_sentiment_rows(600, seed=0), make_sentiment_rows(200, seed=1)
-    train_file = _write_csv(work / "train.csv", train_rows)
-    eval_file = _write_csv(work / "validation.csv", eval_rows)
-    echo(f"1/4 data: {len(train_rows)} training and {len(eval_rows)} evaluation sentences")
 
-    model_dir = build_tiny_bert(work / "tiny-bert", (row["text"] for row in train_rows))
-    echo(f"2/4 model: tiny random BERT (2 layers, width 32) in {model_dir}")
-
+def smoke_family(family: TaskFamily, folder: Path) -> tuple[bool, str]:
+    """Train -> evaluate -> save -> reload -> predict one family's toy task in `folder`: (passed, the line)."""
     from finetune.config.loading import load_recipe
     from finetune.tasks.base import PredictRequest
     from finetune.tasks.predict import predict
     from finetune.training.run import run
 
-    recipe = load_recipe(base={"task": "classification"}, flags={
-        "model": {"name": str(model_dir)},
-        "data": {"train_file": str(train_file), "validation_file": str(eval_file), "max_length": 32},
-        "train": {"epochs": 4, "learning_rate": 3e-3, "batch_size": 16, "logging_steps": 20},
-        "output_dir": str(work / "run"),
-    })
+    assert family.smoke is not None and family.tiny_model is not None
+    started = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    case = family.smoke(folder)
+    model_dir = family.tiny_model(folder / "tiny-model", case.texts)
+    recipe = load_recipe(base={"task": family.name}, flags={
+        **case.settings, "model": {"name": str(model_dir)}, "output_dir": str(folder / "run")})
     result = run(recipe, overwrite=True)
-    accuracy = result.metrics["eval_accuracy"]
-    echo(f"3/4 train + evaluate: eval_accuracy {accuracy:.3f} (chance 0.5) "
-         f"in {result.metrics['train_runtime']:.1f} s")
+    _, records = predict(result.run_dir, PredictRequest(case.inputs, batch_size=8))
+    losses = _training_losses(result.run_dir)
+    problem = case.check(result.metrics, records)
+    if problem is None and not (len(losses) >= 2 and losses[-1] < losses[0]):
+        problem = f"training loss did not fall ({losses})"
+    value = result.metrics.get(case.metric)
+    shown = f"{case.metric.removeprefix('eval_')} {value:.3f}" if isinstance(value, (int, float)) else case.metric
+    record = records[0]
+    example = record.get("label") or record.get("output", "")
+    line = (f"{family.name:<15} {'ok' if problem is None else 'FAILED':<6} {shown:<20} "
+            f"loss {losses[0]:.2f} -> {losses[-1]:.2f}  {time.perf_counter() - started:4.1f} s  "
+            f"predict {_short(case.inputs[0][0])!r} -> {_short(str(example))!r}")
+    if problem is not None:
+        line += f"\n    {problem}"
+    return problem is None, line
 
-    examples: list[tuple[str, str | None]] = [("a gorgeous , witty film", None),
-                                              ("the plot was dull and the acting awful", None)]
-    _, predictions = predict(result.run_dir, PredictRequest(examples))
-    for prediction in predictions:
-        echo(f"      {prediction['label']:<9} {prediction['score']:.3f}  {prediction['text']}")
-    echo(f"4/4 predict: reloaded {result.run_dir} and labelled {len(predictions)} sentences")
 
-    learned = accuracy >= REQUIRED_ACCURACY and [p["label"] for p in predictions] == ["positive", "negative"]
-    if learned:
-        echo("smoke run passed: train -> evaluate -> save -> reload -> predict all work.")
-        return 0
-    print(f"smoke run FAILED: accuracy {accuracy:.3f} < {REQUIRED_ACCURACY} or wrong example labels.",
-          file=sys.stderr)
-    return 1
+def smoke_families(task: str | None) -> list[TaskFamily]:
+    if task is not None:
+        family = get_family(task)
+        if family.smoke is None or family.tiny_model is None:
+            raise UserError(f"Task '{task}' declares no smoke case (TaskFamily.smoke and tiny_model).")
+        return [family]
+    return [family for family in families() if family.smoke is not None and family.tiny_model is not None]
+
+
+def run_smoke(output_dir: Path | None = None, task: str | None = None,
+              echo: Callable[[str], None] = print) -> int:
+    """Returns the exit code: 0 when every family's tiny model learned its task and predictions reload, else 1.
+    The temporary folder is removed afterwards; an `output_dir` is kept."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing here needs the Hub
+    chosen = smoke_families(task)
+    work = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="finetune-smoke-"))
+    work.mkdir(parents=True, exist_ok=True)
+    echo("smoke: per task family, a tiny random model trained offline: train -> evaluate -> save -> reload -> "
+         "predict" + (f" (kept in {work})" if output_dir else ""))
+    started, failed = time.perf_counter(), []
+    try:
+        from finetune.training.trainer import configure_library_logging
+
+        with _quiet_single_threaded():
+            configure_library_logging()
+            for family in chosen:
+                passed, line = smoke_family(family, work / family.name)
+                echo(line)
+                if not passed:
+                    failed.append(family.name)
+    finally:
+        if output_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if failed:
+        print(f"smoke FAILED for {', '.join(failed)}.", file=sys.stderr)
+        return 1
+    echo(f"smoke passed in {time.perf_counter() - started:.0f} s.")
+    return 0
+
+
+
+def write_tiny_model(task: str, output_dir: Path, train_files: list[Path], vocab_size: int | None = None,
+                     seed: int = 0) -> tuple[Path, str]:
+    """A small random model of `task`'s family in `output_dir`, its tokenizer trained on the texts of
+    `train_files` (or, without files, on the family's smoke data): (folder, what was built)."""
+    from finetune.data.texts import texts_from_files
+
+    family = smoke_families(task)[0]
+    assert family.smoke is not None and family.tiny_model is not None
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise UserError(f"{output_dir} exists and is not empty: choose a new --output-dir.")
+    if train_files:
+        texts, source = texts_from_files(train_files), ", ".join(str(path) for path in train_files)
+    else:
+        with tempfile.TemporaryDirectory(prefix="finetune-tiny-") as folder:
+            texts, source = family.smoke(Path(folder)).texts, f"finetune smoke's {family.name} data"
+    options = {"seed": seed} | ({"vocab_size": vocab_size} if vocab_size else {})
+    family.tiny_model(output_dir, texts, **options)
+    config = json.loads((output_dir / "config.json").read_text(encoding="utf-8"))
+    architecture = (config.get("architectures") or [config.get("model_type", "model")])[0]
+    return output_dir, (f"tiny random {architecture} ({config.get('vocab_size')}-token vocabulary trained on "
+                        f"{len(texts)} texts from {source})")

@@ -5,18 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from finetune.console import show_progress, verbosity
+from finetune.console import quiet_progress_bars, verbosity
 
 
 def configure_library_logging() -> None:
-    import datasets
     import transformers
 
     level = {"quiet": transformers.logging.ERROR, "verbose": transformers.logging.INFO}
     transformers.logging.set_verbosity(level.get(verbosity(), transformers.logging.WARNING))
-    if not show_progress():
-        datasets.disable_progress_bars()
-        transformers.logging.disable_progress_bar()
+    quiet_progress_bars()
+    if verbosity() != "verbose":
+        for handler in transformers.logging.get_logger().handlers:  # the library's root: every module logs there
+            if not any(isinstance(existing, _Harmless) for existing in handler.filters):
+                handler.addFilter(_Harmless())
+
+
+class _Harmless:
+    """transformers warnings that tell a finetune user nothing they can act on (shown with --verbose)."""
+
+    MESSAGES = (
+        # Checkpoint rotation on filesystems with coarse timestamps; the fallback order is the right one.
+        "mtime may not be reliable",
+    )
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.msg).startswith(self.MESSAGES)
 
 
 def evaluating_in_order(trainer_class: type) -> type:
@@ -29,7 +42,7 @@ def evaluating_in_order(trainer_class: type) -> type:
     """
     from torch.utils.data import SequentialSampler
 
-    from finetune.compat import TrainerHooks
+    from finetune.compat import TrainerHooks, tied_weight_keys
 
     bases = (trainer_class,) if issubclass(trainer_class, TrainerHooks) else (TrainerHooks, trainer_class)
 
@@ -47,6 +60,15 @@ def evaluating_in_order(trainer_class: type) -> type:
             return SeededLengthGroupedSampler(
                 example_lengths(dataset), self.args.train_batch_size * self.args.gradient_accumulation_steps,
                 seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed)
+
+        def ignore_load_warnings(self, load_result: Any) -> bool:
+            # Checkpoints store tied weights once (T5's and GPT-2's output layer is the input embedding): reloading
+            # the best one reports the others missing although nothing is. Re-tie instead of warning.
+            missing = set(load_result.missing_keys)
+            if missing and not load_result.unexpected_keys and missing <= tied_weight_keys(self.model):
+                self.model.tie_weights()
+                return True
+            return super().ignore_load_warnings(load_result)
 
     InOrderTrainer.__name__ = trainer_class.__name__
     return InOrderTrainer
