@@ -264,6 +264,14 @@ def test_training_lowers_eval_perplexity_by_a_large_factor(trained_run, tiny_gpt
     assert metrics["trainable_parameters"] == metrics["total_parameters"] > 0
 
 
+def test_generation_card_lists_only_final_evaluation_metrics(trained_run):
+    from tests.helpers import checked_model_card
+
+    card = checked_model_card(trained_run)
+    assert {result.metric_type for result in card.data.eval_results} == {"loss", "perplexity"}
+    assert card.data.pipeline_tag == "text-generation"
+
+
 def test_samples_and_predictions_show_before_and_after(trained_run):
     samples = [json.loads(line) for line in (trained_run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4  # generation.num_samples

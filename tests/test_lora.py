@@ -226,6 +226,14 @@ def test_a_lora_classifier_loads_in_transformers_and_peft_with_its_labels(three_
     assert answer["label"] in {"negative", "neutral", "positive"}
 
 
+def test_a_lora_card_says_peft_and_its_snippet_loads_the_labels(three_label_lora_run):
+    from tests.helpers import checked_model_card
+
+    card = checked_model_card(three_label_lora_run)  # the snippet runs: pipeline + adapter + label kwargs
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+    assert "'neutral'" in card.text and "model_kwargs=labels" in card.text
+
+
 def test_summarize_with_lora(tmp_path):
     pytest.importorskip("finetune.tasks.seq2seq")
     from tests.builders import build_tiny_t5

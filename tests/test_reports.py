@@ -6,7 +6,6 @@ import json
 import typing
 
 import pytest
-import yaml
 
 from tests.helpers import write_csv
 from tests.test_classify_cli import FAST
@@ -44,18 +43,40 @@ def test_plots_are_written(run_dir):
 
 
 def test_model_card_metadata_parses_and_matches_metrics(run_dir):
+    from tests.helpers import checked_model_card
+
     path, _ = run_dir
-    card = (path / "README.md").read_text()
-    assert card.startswith("---\n")
-    metadata = yaml.safe_load(card.split("---\n")[1])
+    card = checked_model_card(path)  # huggingface_hub parses it; model-index = metrics.json; the snippet runs
     metrics = json.loads((path / "metrics.json").read_text())
-    assert metadata["pipeline_tag"] == "text-classification" and metadata["library_name"] == "transformers"
-    reported = {item["type"]: item["value"] for item in metadata["model-index"][0]["results"][0]["metrics"]}
-    assert reported["accuracy"] == pytest.approx(metrics["eval_accuracy"], abs=1e-6)
-    assert reported["f1"] == pytest.approx(metrics["eval_f1"], abs=1e-6)
-    assert "base_model" not in metadata  # a local path is not a Hub id
-    assert f"| accuracy | {metrics['eval_accuracy']:.4f} |" in card
-    assert "finetune train recipe.yaml" in card
+    data = card.data
+    assert data.pipeline_tag == "text-classification" and data.library_name == "transformers"
+    assert data.base_model is None and data.datasets is None  # local model and data are not Hub ids
+    assert data.eval_results[0].dataset_type == "local"
+    assert "pipeline('text-classification'" in card.text
+    assert f"| accuracy | {metrics['eval_accuracy']:.4f} |" in card.text
+    assert "finetune train recipe.yaml" in card.text
+
+
+def test_card_metadata_for_hub_names_language_and_license():
+    """Hub ids are named as such, translation pairs give the language, a recipe license wins; validated by
+    huggingface_hub's own model-index parser."""
+    from huggingface_hub import ModelCard
+
+    from finetune.config.schema import Recipe
+    from finetune.outputs.card import card_data
+
+    recipe = Recipe.model_validate({"task": "translation", "model": {"name": "google-t5/t5-small"},
+                                    "data": {"dataset": "wmt/wmt16", "config": "de-en", "source_lang": "en",
+                                             "target_lang": "de"},
+                                    "card": {"license": "apache-2.0"}, "peft": {"enabled": True}})
+    data = card_data(recipe, {"eval_bleu": 12.5, "eval_loss": 1.25}, "run", "translation",
+                     {"name": "wmt/wmt16", "type": "wmt/wmt16", "config": "de-en", "split": "validation"})
+    card = ModelCard(f"---\n{data.to_yaml()}\n---\n# run\n")
+    assert card.data.language == ["en", "de"] and card.data.license == "apache-2.0"
+    assert card.data.base_model == "google-t5/t5-small" and card.data.datasets == ["wmt/wmt16"]
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+    assert {(r.metric_type, r.metric_value, r.dataset_config) for r in card.data.eval_results} == {
+        ("bleu", 12.5, "de-en"), ("loss", 1.25, "de-en")}
 
 
 def test_quiet_hides_the_training_logs(cli, tmp_path, tiny_bert, sentiment_rows):

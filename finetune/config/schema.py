@@ -142,6 +142,15 @@ class DistributedSection(_Section):
         return self
 
 
+class CardSection(_Section):
+    """What the model card (README.md) states that the run itself cannot tell."""
+
+    license: str | None = Field(None, description="License id for the card, e.g. apache-2.0. Default: the base "
+                                                   "model's license on the Hub, when it can be read.")
+    language: list[str] | None = Field(None, description="Language codes of the data, e.g. [en]. Default: "
+                                                         "translation's source and target languages.")
+
+
 class Recipe(_Section):
     task: str = Field("classification", min_length=1,
                       description="What the model learns to do: classification, summarization, translation, "
@@ -153,6 +162,7 @@ class Recipe(_Section):
     generation: GenerationSection = Field(default_factory=GenerationSection)
     peft: PeftSection = Field(default_factory=PeftSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+    card: CardSection = Field(default_factory=CardSection)
     output_dir: str | None = Field(None, description="Run directory. Default: runs/<task>-<dataset>.")
     push_to_hub: str | None = Field(None, description="Hub repo id (user/name) to upload the finished run to.")
 

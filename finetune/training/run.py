@@ -145,8 +145,14 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
             versions=library_versions(),
         )
         write_plots(run_dir, trainer.state.log_history)
+        labels: dict[str, Any] = {}
+        if recipe.peft.enabled and task.family.new_head:  # a classifier adapter: its head needs the labels
+            from finetune.models.lora import label_kwargs
+
+            labels = label_kwargs(run_dir)
         write_text_atomic(run_dir / CARD_FILE, model_card(recipe, metrics, run_dir, task.family.pipeline_tag,
-                                                           dataset_card_entry(recipe.data)))
+                                                           dataset_card_entry(recipe.data), task.family.auto_model,
+                                                           labels))
         # metrics.json last: its presence marks a finished run.
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         if recipe.push_to_hub:
