@@ -116,3 +116,23 @@ def accelerate_default_config_file() -> Path:
     from accelerate.commands.config import default_config_file
 
     return Path(default_config_file)
+
+
+# ---- transformers' TensorBoardCallback: where it writes ------------------------------------------------------------
+
+
+def keep_tensorboard_events_in(trainer: Any, run_dir: Path) -> None:
+    """Point the Trainer's TensorBoard writer at `run_dir`/runs/<time>_<host> (transformers' own layout) now.
+
+    TensorBoardCallback picks `output_dir/runs/...` only in on_train_begin; anything logged before (the evaluation
+    of the untrained model) creates its writer with log_dir=None, which torch puts in ./runs of the working
+    directory. Its `logging_dir` attribute is undocumented (set from TENSORBOARD_LOGGING_DIR in __init__)."""
+    import socket
+    from datetime import datetime
+
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and getattr(callback, "logging_dir", None) is None:
+            callback.logging_dir = str(Path(run_dir) / "runs" /
+                                       f"{datetime.now():%b%d_%H-%M-%S}_{socket.gethostname()}")

@@ -88,3 +88,27 @@ def test_accelerate_launcher_and_config_locations():
     launcher = importlib.import_module(compat.ACCELERATE_LAUNCH_MODULE)
     assert callable(getattr(launcher, "main", None)), "accelerate's launch module has no main(): update the shim"
     assert compat.accelerate_default_config_file().name.endswith((".yaml", ".json"))
+
+
+def test_tensorboard_writer_opens_where_logging_dir_points(tmp_path, monkeypatch):
+    """keep_tensorboard_events_in sets TensorBoardCallback.logging_dir; a log before on_train_begin writes there."""
+    pytest.importorskip("tensorboard")
+    from types import SimpleNamespace
+
+    from transformers import TrainerState, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from finetune.compat import keep_tensorboard_events_in
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    callback = TensorBoardCallback()
+    assert callback.logging_dir is None  # compat.keep_tensorboard_events_in: the attribute is gone or renamed
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[callback]))
+    keep_tensorboard_events_in(trainer, tmp_path / "run")
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none")
+    callback.on_log(args, TrainerState(), None, logs={"eval_loss": 1.0})
+    callback.on_train_begin(args, TrainerState(), None)
+    callback.on_train_end(args, TrainerState(), None)
+    assert list((tmp_path / "run" / "runs").glob("*/events.out.tfevents.*"))
+    assert not (tmp_path / "runs").exists()

@@ -94,11 +94,21 @@ def test_missing_tracker_package_is_a_clear_error(cli, tmp_path, tiny_bert, sent
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
     train, _ = sentiment_rows
-    result = cli(["classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "t.csv", train[:32]),
-                  "--output-dir", tmp_path / "run", "train.report_to=[wandb]"])
+    train_file = write_csv(tmp_path / "t.csv", train[:32])
+    args = ["classify", "--model", tiny_bert, "--train-file", train_file, "--output-dir", tmp_path / "run"]
+    result = cli([*args, "train.report_to=wandb"])
+    assert result.exit_code == 2 and "finetune[wandb]" in result.output
+    assert not (tmp_path / "run").exists()  # nothing written: the same command works once wandb is there
+    result = cli([*args, "--dry-run", "train.report_to=[tensorboard, wandb]"])
     assert result.exit_code == 2 and "finetune[wandb]" in result.output
 
 
+def test_report_to_takes_one_name_a_comma_list_or_a_list():
+    from finetune.config.schema import TrainSection
+
+    assert TrainSection(report_to="tensorboard").report_to == ["tensorboard"]
+    assert TrainSection(report_to="tensorboard, wandb").report_to == ["tensorboard", "wandb"]
+    assert TrainSection(report_to=["mlflow"]).report_to == ["mlflow"]
 class FakeHubApi:
     """Stands in for huggingface_hub.HfApi at the network boundary; records what would be uploaded."""
 

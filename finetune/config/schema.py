@@ -118,12 +118,21 @@ class TrainSection(_Section):
     auto_find_batch_size: bool = Field(False, description="Halve the batch size on out-of-memory until it fits.")
     resume: bool | str = Field(False, description="Continue from the newest complete checkpoint (true) or a named "
                                                   "one (checkpoint-N or a path).")
-    report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ...")
+    report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ... "
+                                                                   "(one name, a comma list or a YAML list).")
 
     @field_validator("eval_strategy", "mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """`report_to: tensorboard` and `tensorboard,wandb` as transformers (and its --report_to) take them."""
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
 
 class DistributedSection(_Section):

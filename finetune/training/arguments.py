@@ -119,7 +119,6 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
     best_metric = train.metric_for_best_model or task.main_metric
     if len(eval_names) > 1 and not train.metric_for_best_model:
         best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
-    check_trackers(train.report_to)
     return task.training_arguments(
         output_dir=str(run_dir),
         num_train_epochs=train.epochs,

@@ -40,10 +40,12 @@ def _devices() -> str:
 def check(recipe: Recipe) -> CheckReport:
     from finetune.models.loading import load_config, load_tokenizer
     from finetune.tasks import get_task
+    from finetune.training.arguments import check_trackers
     from finetune.training.trainer import configure_library_logging
 
     report = CheckReport()
     run_dir = recipe.resolved_output_dir()
+    check_trackers(recipe.train.report_to)
     task = get_task(recipe)
     report.add("task", recipe.task)
     report.add("model", recipe.model.name)

@@ -30,7 +30,7 @@ from finetune.outputs.run_dir import (
     prepare_run_dir,
 )
 from finetune.tasks import get_task
-from finetune.training.arguments import build_training_arguments
+from finetune.training.arguments import build_training_arguments, check_trackers
 from finetune.training.checkpoints import interrupt_callback, resolve_resume
 from finetune.training.distributed import barrier, is_main_process
 from finetune.training.trainer import configure_library_logging, evaluating_in_order
@@ -48,6 +48,7 @@ class RunResult:
 
 def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     run_dir = recipe.resolved_output_dir()
+    check_trackers(recipe.train.report_to)  # before the run directory exists: a failed start blocks no re-run
     if recipe.train.resume and run_dir.is_dir():
         if (run_dir / METRICS_FILE).exists():
             raise UserError(f"{run_dir} holds a finished run (metrics.json): nothing to resume. Pass --overwrite "
@@ -95,6 +96,10 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
         compute_metrics=task.compute_metrics if eval_sets else None,
         callbacks=[interrupt := interrupt_callback()],
     )
+    if "tensorboard" in args.report_to:
+        from finetune.compat import keep_tensorboard_events_in
+
+        keep_tensorboard_events_in(trainer, run_dir)  # not ./runs of the working directory
     if verbosity() == "quiet":
         from transformers import PrinterCallback
 
