@@ -124,6 +124,10 @@ class FakeHubApi:
     def upload_folder(self, folder_path, repo_id, ignore_patterns, commit_message):
         FakeHubApi.calls.append(("upload_folder", folder_path, repo_id, tuple(ignore_patterns)))
 
+    def whoami(self):
+        FakeHubApi.calls.append(("whoami", self.token))
+        return {"name": "someone", "orgs": [{"name": "a-lab"}], "auth": {"accessToken": {"role": "write"}}}
+
 
 def test_push_uploads_the_run_without_checkpoints(cli, run_dir, monkeypatch):
     import huggingface_hub
@@ -156,3 +160,31 @@ def test_push_fails_fast_without_token_or_network(cli, run_dir, monkeypatch):
     assert result.exit_code == 2 and "cannot be reached" in result.output
     result = cli(["push", path, "--repo-id", "no-slash"])
     assert result.exit_code == 2 and "user/name" in result.output
+
+
+def test_push_to_hub_is_checked_before_training(cli, tmp_path, tiny_bert, sentiment_rows, monkeypatch):
+    """No token, or a namespace the token cannot write to: the run stops before its directory exists; a good
+    target passes --dry-run (the Hub answered through the fake at the network boundary)."""
+    import huggingface_hub
+
+    import finetune.hub
+
+    train, _ = sentiment_rows
+    args = ["classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "t.csv", train[:32]),
+            "--output-dir", tmp_path / "run"]
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    result = cli([*args, "--push-to-hub", "someone/tiny"])
+    assert result.exit_code == 2 and "hf auth login" in result.output
+    assert not (tmp_path / "run").exists()
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_test_token")
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    monkeypatch.setattr(finetune.hub, "hub_is_reachable", lambda timeout=3.0: True)
+    result = cli([*args, "--push_to_hub", "somebody-else/tiny"])
+    assert result.exit_code == 2 and "cannot create repos under 'somebody-else'" in result.output
+    assert not (tmp_path / "run").exists()
+    FakeHubApi.calls = []
+    result = cli([*args, "--push-to-hub", "a-lab/tiny", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "a-lab/tiny (token may write there)" in result.output and FakeHubApi.calls == [("whoami", "hf_test_token")]

@@ -119,7 +119,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
     best_metric = train.metric_for_best_model or task.main_metric
     if len(eval_names) > 1 and not train.metric_for_best_model:
         best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
-    return task.training_arguments(
+    options: dict[str, Any] = dict(
         output_dir=str(run_dir),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
@@ -158,3 +158,12 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
     )
+    # train.args: the user's TrainingArguments (names checked by the schema) win over finetune's derived defaults
+    # (optim, warmup_steps, dataloader workers, ...); settings with a recipe key of their own are refused there.
+    options.update(train.args)
+    try:
+        return task.training_arguments(**options)
+    except (TypeError, ValueError) as error:
+        if not train.args:
+            raise
+        raise UserError(f"train.args {train.args}: transformers refused them: {error}") from error

@@ -46,6 +46,10 @@ def check(recipe: Recipe) -> CheckReport:
     report = CheckReport()
     run_dir = recipe.resolved_output_dir()
     check_trackers(recipe.train.report_to)
+    if recipe.push_to_hub:
+        from finetune.outputs.push import check_push_target
+
+        check_push_target(recipe.push_to_hub)
     task = get_task(recipe)
     report.add("task", recipe.task)
     report.add("model", recipe.model.name)
@@ -76,4 +80,6 @@ def check(recipe: Recipe) -> CheckReport:
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")
     report.add("devices", "cpu" if settings.use_cpu else _devices())
     report.add("output", f"{run_dir} ({'exists' if run_dir.exists() else 'new'})")
+    if recipe.push_to_hub:
+        report.add("push to", f"{recipe.push_to_hub} (token may write there)")
     return report

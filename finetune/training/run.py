@@ -48,7 +48,12 @@ class RunResult:
 
 def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
     run_dir = recipe.resolved_output_dir()
-    check_trackers(recipe.train.report_to)  # before the run directory exists: a failed start blocks no re-run
+    # Before the run directory exists: a start that fails here leaves nothing that blocks the re-run.
+    check_trackers(recipe.train.report_to)
+    if recipe.push_to_hub and is_main_process():
+        from finetune.outputs.push import check_push_target
+
+        check_push_target(recipe.push_to_hub)  # the upload comes after training: fail now, not then
     if recipe.train.resume and run_dir.is_dir():
         if (run_dir / METRICS_FILE).exists():
             raise UserError(f"{run_dir} holds a finished run (metrics.json): nothing to resume. Pass --overwrite "
