@@ -27,6 +27,32 @@ def test_launch_command_uses_accelerate_multi_process_path():
     assert "--num-processes" not in command
 
 
+def test_launch_respects_the_users_accelerate_config(tmp_path, monkeypatch):
+    """With an `accelerate config` file, its settings (distributed type, precision, dynamo) stand: finetune adds
+    only what its own command line gave. accelerate's own launch parser reads the result."""
+    from accelerate.commands.launch import launch_command_parser
+
+    from finetune.training.distributed import user_accelerate_config
+
+    config_file = tmp_path / "accelerate.yaml"
+    config_file.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nmixed_precision: bf16\n"
+                           "num_processes: 4\ndynamo_config:\n  dynamo_backend: INDUCTOR\n")
+    monkeypatch.setenv("ACCELERATE_CONFIG_FILE", str(config_file))
+    assert user_accelerate_config() == config_file
+    command = launch_command(LaunchConfig(num_processes=2), ["classify", "--num-processes", "2"], config_file)
+    for imposed in ("--multi_gpu", "--mixed_precision", "--dynamo_backend", "--main_process_port"):
+        assert imposed not in command
+    arguments = launch_command_parser().parse_args(command[3:])
+    assert arguments.config_file == str(config_file) and arguments.num_processes == 2
+    assert arguments.training_script == "finetune" and arguments.module
+
+    plain = launch_command(LaunchConfig(num_processes=2), ["classify"])  # no config: everything explicit
+    arguments = launch_command_parser().parse_args(plain[3:])
+    assert arguments.multi_gpu and arguments.mixed_precision == "no" and arguments.main_process_port == 0
+    monkeypatch.setenv("ACCELERATE_CONFIG_FILE", str(tmp_path / "missing.yaml"))
+    assert user_accelerate_config() is None
+
+
 @pytest.fixture(scope="module")
 def dp_data(tmp_path_factory, sentiment_rows):
     work = tmp_path_factory.mktemp("dp")
