@@ -79,6 +79,17 @@ def test_card_metadata_for_hub_names_language_and_license():
         ("bleu", 12.5, "de-en"), ("loss", 1.25, "de-en")}
 
 
+def test_run_files_are_readable_as_the_umask_allows(run_dir):
+    """Atomic writes go through a temporary file (mode 0600); the finished files get open()'s mode instead."""
+    from finetune.outputs.files import current_umask
+
+    path, _ = run_dir
+    expected = 0o666 & ~current_umask()
+    for name in ("model.safetensors", "metrics.json", "README.md", "recipe.yaml", "config.json",
+                 "predictions/validation.jsonl"):
+        assert (path / name).stat().st_mode & 0o777 == expected, name
+
+
 def test_quiet_hides_the_training_logs(cli, tmp_path, tiny_bert, sentiment_rows):
     train, _ = sentiment_rows
     result = cli(["--quiet", "classify", "--model", tiny_bert,

@@ -16,7 +16,12 @@ from finetune.console import verbosity
 from finetune.data.sources import dataset_card_entry, load_data
 from finetune.errors import TrainingInterrupted, UserError
 from finetune.outputs.card import model_card
-from finetune.outputs.files import library_versions, write_json_atomic, write_text_atomic
+from finetune.outputs.files import (
+    library_versions,
+    readable_as_umask_allows,
+    write_json_atomic,
+    write_text_atomic,
+)
 from finetune.outputs.plots import write_plots
 from finetune.outputs.run_dir import (
     CARD_FILE,
@@ -138,6 +143,7 @@ def run(recipe: Recipe, overwrite: bool = False) -> RunResult:
 
             save_base_config(trainer.model, staging)
         move_into(staging, run_dir)
+        readable_as_umask_allows(run_dir)
         trainer.state.save_to_json(str(run_dir / TRAINER_STATE_FILE))
         metrics.update(
             task=recipe.task,
