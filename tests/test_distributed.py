@@ -113,11 +113,43 @@ def test_fsdp_and_deepspeed_options_map_to_the_trainer():
     from finetune.training.arguments import deepspeed_config, engine_options
 
     recipe = load_recipe(overrides=["distributed.fsdp=full_shard auto_wrap", "distributed.fsdp_wrap=[BertLayer]"])
-    assert engine_options(recipe.distributed) == {
-        "fsdp": "full_shard auto_wrap", "fsdp_config": {"transformer_layer_cls_to_wrap": ["BertLayer"]}}
+    assert engine_options(recipe.distributed) == {"fsdp": True, "fsdp_config": {
+        "reshard_after_forward": True, "transformer_layer_cls_to_wrap": ["BertLayer"]}}
     config = deepspeed_config(3, offload=True)
     assert config["zero_optimization"]["stage"] == 3
     assert config["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def test_fsdp_options_are_the_non_deprecated_form():
+    """transformers warns that the `fsdp="full_shard ..."` string is deprecated; finetune passes fsdp=True and an
+    FSDP2 fsdp_config, which TrainingArguments accepts without that warning."""
+    import logging
+
+    from transformers import TrainingArguments
+
+    from finetune.config.schema import DistributedSection
+    from finetune.errors import UserError
+    from finetune.training.arguments import engine_options, fsdp_config
+
+    assert fsdp_config("shard_grad_op offload", None) == {"reshard_after_forward": False, "cpu_offload": True}
+    with pytest.raises(UserError, match="hybrid_shard"):
+        fsdp_config("hybrid_shard", None)
+
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers.training_args")
+    logger.addHandler(handler)
+    try:
+        TrainingArguments(output_dir="unused", use_cpu=True, report_to="none", fsdp="full_shard auto_wrap")
+        assert any("deprecated" in message for message in messages)  # the capture sees transformers' warning
+        messages.clear()
+        options = engine_options(DistributedSection(fsdp="full_shard auto_wrap", fsdp_wrap=["BertLayer"]))
+        arguments = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none", **options)
+    finally:
+        logger.removeHandler(handler)
+    assert not any("deprecated" in message for message in messages), messages
+    assert arguments.fsdp_config["reshard_after_forward"] is True
 
 
 def test_env_command(cli):

@@ -68,11 +68,28 @@ def engine_options(distributed: DistributedSection) -> dict[str, Any]:
             return {"deepspeed": str(path)}
         return {"deepspeed": deepspeed_config(distributed.zero_stage or 0, distributed.offload)}
     if distributed.fsdp:
-        config: dict[str, Any] = {}
-        if distributed.fsdp_wrap:
-            config["transformer_layer_cls_to_wrap"] = distributed.fsdp_wrap
-        return {"fsdp": distributed.fsdp, "fsdp_config": config or None}
+        return {"fsdp": True, "fsdp_config": fsdp_config(distributed.fsdp, distributed.fsdp_wrap)}
     return {}
+
+
+# The recipe's FSDP words -> FSDP2's fsdp_config (transformers deprecates the `fsdp="full_shard ..."` string form).
+_FSDP_WORDS = {"full_shard": {"reshard_after_forward": True}, "shard_grad_op": {"reshard_after_forward": False},
+               "offload": {"cpu_offload": True}, "auto_wrap": {}}
+
+
+def fsdp_config(mode: str, wrap: list[str] | None) -> dict[str, Any]:
+    """`fsdp: full_shard auto_wrap` (the words transformers' scripts use) as FSDP2 settings: full_shard reshards
+    parameters after the forward pass, shard_grad_op keeps them; offload puts them in CPU memory; auto_wrap wraps
+    every layer (FSDP2's default policy), or the classes in `wrap`."""
+    config: dict[str, Any] = {}
+    for word in mode.split():
+        if word not in _FSDP_WORDS:
+            raise UserError(f"distributed.fsdp: '{word}' is not an FSDP2 mode; use full_shard or shard_grad_op, "
+                            f"optionally with offload and auto_wrap.")
+        config.update(_FSDP_WORDS[word])
+    if wrap:
+        config["transformer_layer_cls_to_wrap"] = list(wrap)
+    return config
 
 
 def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
