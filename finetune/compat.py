@@ -145,3 +145,23 @@ def restore_finished_training(trainer: Any, checkpoint: Path) -> dict[str, Any]:
         trainer._load_best_model()
     losses = [entry["train_loss"] for entry in trainer.state.log_history if "train_loss" in entry]
     return {"epoch": trainer.state.epoch, **({"train_loss": losses[-1]} if losses else {})}
+
+
+# ---- transformers' TensorBoardCallback: where it writes ------------------------------------------------------------
+
+
+def keep_tensorboard_events_in(trainer: Any, run_dir: Path) -> None:
+    """Point the Trainer's TensorBoard writer at `run_dir`/runs/<time>_<host> (transformers' own layout) now.
+
+    TensorBoardCallback picks `output_dir/runs/...` only in on_train_begin; anything logged before (the evaluation
+    of the untrained model) creates its writer with log_dir=None, which torch puts in ./runs of the working
+    directory. Its `logging_dir` attribute is undocumented (set from TENSORBOARD_LOGGING_DIR in __init__)."""
+    import socket
+    from datetime import datetime
+
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and getattr(callback, "logging_dir", None) is None:
+            callback.logging_dir = str(Path(run_dir) / "runs" /
+                                       f"{datetime.now():%b%d_%H-%M-%S}_{socket.gethostname()}")

@@ -1,17 +1,16 @@
 """Reaching the Hugging Face Hub, or failing fast when it cannot be reached.
 
 Without network, huggingface_hub retries each request for 20-45 s before giving up. We probe the Hub once with a
-short TCP connect; when it does not answer we switch huggingface_hub to offline mode (so the local cache still
-works) and turn "not found" errors into one message that says to pass a local path.
+short HTTP request through huggingface_hub's session (proxy and endpoint aware); when it does not answer we switch
+huggingface_hub to offline mode (so the local cache still works) and turn "not found" errors into one message that
+says to pass a local path.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
 from finetune.compat import set_hub_offline_in_loaded_modules
 
@@ -24,16 +23,20 @@ def offline_requested() -> bool:
 
 @functools.lru_cache(maxsize=1)
 def hub_is_reachable(timeout: float = 3.0) -> bool:
-    """True when the Hub endpoint accepts a TCP connection within `timeout` seconds (and offline mode is off)."""
+    """True when the Hub endpoint (HF_ENDPOINT, else huggingface_hub's) answers an HTTP request within `timeout`
+    seconds, and offline mode is off. The request goes through huggingface_hub's own HTTP session, so it takes the
+    route every later download takes: HTTPS_PROXY/HTTP_PROXY/NO_PROXY, certificates, the endpoint."""
     if offline_requested():
         return False
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
     try:
-        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
-            return True
-    except OSError:
+        get_session().head(endpoint.rstrip("/") + "/", timeout=timeout)  # any HTTP answer: the Hub is there
+    except Exception:  # connection refused, DNS, proxy, TLS, timeout: all mean "not reachable"
         return False
+    return True
 
 
 def prepare_for_hub(*names: str | None) -> None:

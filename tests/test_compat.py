@@ -98,3 +98,27 @@ def test_use_causal_lm_loss_names_the_loss_gpt2_leaves_unnamed(caplog):
     assert hasattr(model, "loss_type"), "PreTrainedModel.loss_type is gone: update compat.use_causal_lm_loss"
     compat.use_causal_lm_loss(model)
     assert model.loss_type == "ForCausalLM" and callable(model.loss_function)
+
+
+def test_tensorboard_writer_opens_where_logging_dir_points(tmp_path, monkeypatch):
+    """keep_tensorboard_events_in sets TensorBoardCallback.logging_dir; a log before on_train_begin writes there."""
+    pytest.importorskip("tensorboard")
+    from types import SimpleNamespace
+
+    from transformers import TrainerState, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
+
+    from finetune.compat import keep_tensorboard_events_in
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    callback = TensorBoardCallback()
+    assert callback.logging_dir is None  # compat.keep_tensorboard_events_in: the attribute is gone or renamed
+    trainer = SimpleNamespace(callback_handler=SimpleNamespace(callbacks=[callback]))
+    keep_tensorboard_events_in(trainer, tmp_path / "run")
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none")
+    callback.on_log(args, TrainerState(), None, logs={"eval_loss": 1.0})
+    callback.on_train_begin(args, TrainerState(), None)
+    callback.on_train_end(args, TrainerState(), None)
+    assert list((tmp_path / "run" / "runs").glob("*/events.out.tfevents.*"))
+    assert not (tmp_path / "runs").exists()

@@ -28,6 +28,32 @@ def test_launch_command_uses_accelerate_multi_process_path():
     assert "--num-processes" not in command
 
 
+def test_launch_respects_the_users_accelerate_config(tmp_path, monkeypatch):
+    """With an `accelerate config` file, its settings (distributed type, precision, dynamo) stand: finetune adds
+    only what its own command line gave. accelerate's own launch parser reads the result."""
+    from accelerate.commands.launch import launch_command_parser
+
+    from finetune.training.distributed import user_accelerate_config
+
+    config_file = tmp_path / "accelerate.yaml"
+    config_file.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nmixed_precision: bf16\n"
+                           "num_processes: 4\ndynamo_config:\n  dynamo_backend: INDUCTOR\n")
+    monkeypatch.setenv("ACCELERATE_CONFIG_FILE", str(config_file))
+    assert user_accelerate_config() == config_file
+    command = launch_command(LaunchConfig(num_processes=2), ["classify", "--num-processes", "2"], config_file)
+    for imposed in ("--multi_gpu", "--mixed_precision", "--dynamo_backend", "--main_process_port"):
+        assert imposed not in command
+    arguments = launch_command_parser().parse_args(command[3:])
+    assert arguments.config_file == str(config_file) and arguments.num_processes == 2
+    assert arguments.training_script == "finetune" and arguments.module
+
+    plain = launch_command(LaunchConfig(num_processes=2), ["classify"])  # no config: everything explicit
+    arguments = launch_command_parser().parse_args(plain[3:])
+    assert arguments.multi_gpu and arguments.mixed_precision == "no" and arguments.main_process_port == 0
+    monkeypatch.setenv("ACCELERATE_CONFIG_FILE", str(tmp_path / "missing.yaml"))
+    assert user_accelerate_config() is None
+
+
 @pytest.fixture(scope="module")
 def dp_data(tmp_path_factory, sentiment_rows):
     work = tmp_path_factory.mktemp("dp")
@@ -89,11 +115,43 @@ def test_fsdp_and_deepspeed_options_map_to_the_trainer():
     from finetune.training.arguments import deepspeed_config, engine_options
 
     recipe = load_recipe(overrides=["distributed.fsdp=full_shard auto_wrap", "distributed.fsdp_wrap=[BertLayer]"])
-    assert engine_options(recipe.distributed) == {
-        "fsdp": "full_shard auto_wrap", "fsdp_config": {"transformer_layer_cls_to_wrap": ["BertLayer"]}}
+    assert engine_options(recipe.distributed) == {"fsdp": True, "fsdp_config": {
+        "reshard_after_forward": True, "transformer_layer_cls_to_wrap": ["BertLayer"]}}
     config = deepspeed_config(3, offload=True)
     assert config["zero_optimization"]["stage"] == 3
     assert config["zero_optimization"]["offload_param"]["device"] == "cpu"
+
+
+def test_fsdp_options_are_the_non_deprecated_form():
+    """transformers warns that the `fsdp="full_shard ..."` string is deprecated; finetune passes fsdp=True and an
+    FSDP2 fsdp_config, which TrainingArguments accepts without that warning."""
+    import logging
+
+    from transformers import TrainingArguments
+
+    from finetune.config.schema import DistributedSection
+    from finetune.errors import UserError
+    from finetune.training.arguments import engine_options, fsdp_config
+
+    assert fsdp_config("shard_grad_op offload", None) == {"reshard_after_forward": False, "cpu_offload": True}
+    with pytest.raises(UserError, match="hybrid_shard"):
+        fsdp_config("hybrid_shard", None)
+
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers.training_args")
+    logger.addHandler(handler)
+    try:
+        TrainingArguments(output_dir="unused", use_cpu=True, report_to="none", fsdp="full_shard auto_wrap")
+        assert any("deprecated" in message for message in messages)  # the capture sees transformers' warning
+        messages.clear()
+        options = engine_options(DistributedSection(fsdp="full_shard auto_wrap", fsdp_wrap=["BertLayer"]))
+        arguments = TrainingArguments(output_dir="unused", use_cpu=True, report_to="none", **options)
+    finally:
+        logger.removeHandler(handler)
+    assert not any("deprecated" in message for message in messages), messages
+    assert arguments.fsdp_config["reshard_after_forward"] is True
 
 
 def test_env_command(cli):

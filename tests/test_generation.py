@@ -264,6 +264,35 @@ def test_training_lowers_eval_perplexity_by_a_large_factor(trained_run, tiny_gpt
     assert metrics["trainable_parameters"] == metrics["total_parameters"] > 0
 
 
+def test_generation_card_lists_only_final_evaluation_metrics(trained_run):
+    from tests.helpers import checked_model_card
+
+    card = checked_model_card(trained_run)
+    assert {result.metric_type for result in card.data.eval_results} == {"loss", "perplexity"}
+    assert card.data.pipeline_tag == "text-generation"
+
+
+def test_tensorboard_events_stay_in_the_run_directory(tiny_gpt2, corpus, tmp_path, monkeypatch):
+    """The evaluation before training logs before the Trainer's on_train_begin: it once went to ./runs."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "run"
+    result = invoke(generate_args(tiny_gpt2, output, "--train-file", corpus["train"], "--validation-file",
+                                  corpus["valid"], "--block-size", 32, "--max-steps", 4, "train.logging_steps=2",
+                                  "train.report_to=tensorboard"))  # one name, not a list
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "runs").exists()
+    (log_dir,) = (output / "runs").iterdir()
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "eval/loss", "eval/perplexity"} <= tags
+    steps = [event.step for event in events.Scalars("eval/perplexity")]
+    assert steps[0] == 0 and steps[-1] == 4  # before training, then after the last step
+
+
 def test_samples_and_predictions_show_before_and_after(trained_run):
     samples = [json.loads(line) for line in (trained_run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 4  # generation.num_samples

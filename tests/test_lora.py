@@ -116,6 +116,23 @@ def test_generate_with_lora_saves_only_the_adapter_and_reports_parameters(tiny_g
     result = invoke(["predict", output, "--prompt", "the cat", "--max-new-tokens", 4])
     assert result.exit_code == 0, result.output
 
+    # A standard PEFT folder: plain transformers (its PEFT integration), its pipeline and PEFT load it as is.
+    import torch
+    import transformers
+    from peft import AutoPeftModelForCausalLM
+
+    from finetune.models.lora import load_run_model
+
+    assert not (output / "config.json").exists()
+    ids = torch.randint(0, 200, (1, 8))
+    with torch.inference_mode():
+        expected = load_run_model(output, "AutoModelForCausalLM")(input_ids=ids).logits
+        for model in (transformers.AutoModelForCausalLM.from_pretrained(output),
+                      AutoPeftModelForCausalLM.from_pretrained(output)):
+            torch.testing.assert_close(model.eval()(input_ids=ids).logits, expected)
+    generator = transformers.pipeline("text-generation", model=str(output))
+    assert generator("the cat", max_new_tokens=3, do_sample=False)[0]["generated_text"].startswith("the cat")
+
 
 def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_file, tmp_path):
     import torch
@@ -144,35 +161,77 @@ def test_merged_export_gives_the_adapter_models_logits(tiny_llama, sentences_fil
     assert result.exit_code == 2 and "already exists" in result.output
 
 
-def test_classify_with_lora_predicts_and_merges(tiny_bert, sentiment_rows, tmp_path):
-    import csv
+def three_label_rows(rows: list[dict]) -> list[dict]:
+    """The sentiment rows with a third label, so a head of the base model's default size (2) cannot hold it."""
+    return [{**row, "label": "neutral" if index % 3 == 0 else row["label"]} for index, row in enumerate(rows)]
 
+
+@pytest.fixture(scope="module")
+def three_label_lora_run(tmp_path_factory, tiny_bert, sentiment_rows) -> Path:
+    from tests.helpers import write_csv
+
+    work = tmp_path_factory.mktemp("lora-3")
+    train_rows, eval_rows = sentiment_rows
+    output = work / "run"
+    result = invoke(["classify", "--model", tiny_bert,
+                     "--train-file", write_csv(work / "train.csv", three_label_rows(train_rows[:200])),
+                     "--validation-file", write_csv(work / "validation.csv", three_label_rows(eval_rows[:60])),
+                     "--epochs", 1, "--batch-size", 16, "--learning-rate", 5e-3, "--lora", "--output-dir", output])
+    assert result.exit_code == 0, result.output
+    return output
+
+
+def test_classify_with_lora_predicts_and_merges(three_label_lora_run):
     from finetune.tasks.base import PredictRequest
     from finetune.tasks.predict import predict
 
-    train_rows, eval_rows = sentiment_rows
-    files = {}
-    for name, rows in (("train", train_rows[:200]), ("validation", eval_rows[:60])):
-        files[name] = tmp_path / f"{name}.csv"
-        with files[name].open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["text", "label"])
-            writer.writeheader()
-            writer.writerows(rows)
-    output = tmp_path / "run"
-    result = invoke(["classify", "--model", tiny_bert, "--train-file", files["train"], "--validation-file",
-                     files["validation"], "--epochs", 1, "--batch-size", 16, "--learning-rate", 5e-3, "--lora",
-                     "--output-dir", output])
-    assert result.exit_code == 0, result.output
-    assert (output / "adapter_model.safetensors").is_file() and (output / "config.json").is_file()
+    output = three_label_lora_run
+    assert (output / "adapter_model.safetensors").is_file() and (output / "base_model_config.json").is_file()
+    assert not (output / "config.json").exists()  # transformers would take the folder for a full model
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["trainable_parameters"] < metrics["total_parameters"]
 
     texts = [("a gorgeous witty film", None), ("dull and awful", None)]
     _, from_adapter = predict(output, PredictRequest(texts))
-    assert {prediction["label"] for prediction in from_adapter} <= {"negative", "positive"}
+    assert {prediction["label"] for prediction in from_adapter} <= {"negative", "neutral", "positive"}
     assert invoke(["export", output, "--merge"]).exit_code == 0
     _, from_merged = predict(output / "merged", PredictRequest(texts))
     assert [p["score"] for p in from_merged] == pytest.approx([p["score"] for p in from_adapter], abs=1e-5)
+
+
+def test_a_lora_classifier_loads_in_transformers_and_peft_with_its_labels(three_label_lora_run):
+    """The run directory is a standard PEFT folder: transformers' PEFT integration, its pipeline and PEFT's
+    AutoPeftModel all load it, given the label kwargs the model card shows, and agree with finetune's loader."""
+    import torch
+    import transformers
+    from peft import AutoPeftModelForSequenceClassification
+
+    from finetune.models.lora import label_kwargs, load_run_model
+
+    run = three_label_lora_run
+    kwargs = label_kwargs(run)
+    assert kwargs["id2label"] == {0: "negative", 1: "neutral", 2: "positive"}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(run)
+    batch = tokenizer(["a gorgeous witty film", "dull and awful"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        expected = load_run_model(run, "AutoModelForSequenceClassification")(**batch).logits
+        from_transformers = transformers.AutoModelForSequenceClassification.from_pretrained(run, **kwargs).eval()
+        from_peft = AutoPeftModelForSequenceClassification.from_pretrained(run, **kwargs).eval()
+        for model in (from_transformers, from_peft):
+            assert model.config.id2label == kwargs["id2label"]
+            torch.testing.assert_close(model(**batch).logits, expected)
+    classifier = transformers.pipeline("text-classification", model=str(run), model_kwargs=kwargs)
+    assert classifier.model.config.id2label == kwargs["id2label"]
+    answer = classifier("a gorgeous witty film")[0]
+    assert answer["label"] in {"negative", "neutral", "positive"}
+
+
+def test_a_lora_card_says_peft_and_its_snippet_loads_the_labels(three_label_lora_run):
+    from tests.helpers import checked_model_card
+
+    card = checked_model_card(three_label_lora_run)  # the snippet runs: pipeline + adapter + label kwargs
+    assert card.data.library_name == "peft" and "lora" in card.data.tags
+    assert "'neutral'" in card.text and "model_kwargs=labels" in card.text
 
 
 def test_summarize_with_lora(tmp_path):
@@ -188,7 +247,10 @@ def test_summarize_with_lora(tmp_path):
                      "--max-steps", 3, "--batch-size", 8, "--max-new-tokens", 4, "--lora", "--output-dir", output])
     assert result.exit_code == 0, result.output
     assert "on q, v" in result.output  # T5's default target modules
-    assert (output / "adapter_model.safetensors").is_file()
+    assert (output / "adapter_model.safetensors").is_file() and not (output / "config.json").exists()
+    from transformers import AutoModelForSeq2SeqLM
+
+    assert type(AutoModelForSeq2SeqLM.from_pretrained(output)).__name__ == "T5ForConditionalGeneration"
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["trainable_parameters"] < metrics["total_parameters"]
     assert invoke(["export", output, "--merge"]).exit_code == 0

@@ -176,3 +176,41 @@ def test_resuming_a_finished_run_is_refused(job, uninterrupted):
     work, args = job
     result = run_job(args, work / "full", "--resume")
     assert result.returncode == 2 and "nothing to resume" in result.stderr
+
+
+def _layout(checkpoint, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        path = checkpoint / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def _sharded_names():
+    """The file names transformers' Trainer and accelerate use for each engine's checkpoint (their constants)."""
+    from accelerate.utils.constants import OPTIMIZER_NAME as ACCELERATE_OPTIMIZER
+    from transformers.trainer import FSDP_MODEL_NAME, OPTIMIZER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME
+
+    common = {TRAINER_STATE_NAME: b'{"global_step": 4}', "rng_state.pth": b"x"}
+    return {
+        "plain": {**common, "model.safetensors": b"x", OPTIMIZER_NAME: b"x", SCHEDULER_NAME: b"x"},
+        "fsdp full state dict": {**common, f"{FSDP_MODEL_NAME}.bin": b"x", f"{ACCELERATE_OPTIMIZER}.bin": b"x",
+                                 SCHEDULER_NAME: b"x"},
+        "fsdp sharded state dict": {**common, f"{FSDP_MODEL_NAME}_0/__0_0.distcp": b"x",
+                                    f"{ACCELERATE_OPTIMIZER}_0/__0_0.distcp": b"x", SCHEDULER_NAME: b"x"},
+        "deepspeed zero-3": {**common, "rng_state_0.pth": b"x", "latest": b"global_step4",
+                             "global_step4/zero_pp_rank_0_mp_rank_00_model_states.pt": b"x",
+                             "global_step4/bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt": b"x"},
+    }
+
+
+@pytest.mark.parametrize("engine", ["plain", "fsdp full state dict", "fsdp sharded state dict", "deepspeed zero-3"])
+def test_checkpoints_of_every_engine_count_as_complete(tmp_path, engine):
+    from finetune.training.checkpoints import incomplete_reason
+
+    files = _sharded_names()[engine]
+    _layout(tmp_path / "checkpoint-4", files)
+    assert incomplete_reason(tmp_path / "checkpoint-4") is None
+    # ... and a write cut short in the optimizer state is still caught.
+    optimizer = next(name for name in files if "optim" in name)
+    (tmp_path / "checkpoint-4" / optimizer).write_bytes(b"")
+    assert incomplete_reason(tmp_path / "checkpoint-4") is not None

@@ -158,6 +158,15 @@ def test_recipe_records_the_t5_prefix_and_generation_settings(reversal_run):
     assert generation.get("num_beams", 1) == 1
 
 
+def test_translation_card_names_the_languages_and_its_snippet_keeps_the_prefix(reversal_run):
+    from tests.helpers import checked_model_card
+
+    card = checked_model_card(reversal_run)  # the snippet runs with plain transformers
+    assert card.data.language == ["en", "de"] and card.data.pipeline_tag == "translation"
+    assert card.data.datasets is None  # local files: described in words, never as a path
+    assert "translate English to German: Your text here." in card.text and "AutoModelForSeq2SeqLM" in card.text
+
+
 def test_predict_generates_for_a_seq2seq_run(cli, reversal_run):
     result = cli(["predict", reversal_run, "--text", "red cat dog", "--text", "sun moon tree fish", "--json"])
     assert result.exit_code == 0, result.output

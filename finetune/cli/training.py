@@ -5,13 +5,14 @@ hands it to training.run; heavy libraries are imported inside the command bodies
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Annotated, Any
 
 import typer
 
 from finetune.cli.app import SWITCH, Overrides, app, load_task_recipe, switch, user_errors
-from finetune.config.flags import FlagSpec, common_flags, flag_spec, nest
+from finetune.config.flags import FlagSpec, common_flags, flag_spec, flag_values, hf_flags, nest
 from finetune.tasks import families
 from finetune.tasks.base import TaskFamily
 from finetune.training.distributed import LaunchConfig, inside_launcher, is_main_process, relaunch
@@ -65,15 +66,24 @@ _RUN_OPTIONS = {"recipe": (RecipeFile, None), "overwrite": (Overwrite, False), "
 def _option_type(flag: FlagSpec) -> Any:
     """The Typer annotation of a recipe flag: None means "not given", so only given flags override the recipe."""
     kind: Any = list[flag.value_type] if flag.repeatable else flag.value_type  # type: ignore[name-defined]
-    return Annotated[kind | None, typer.Option(flag.name, help=flag.help, show_default=False,
+    return Annotated[kind | None, typer.Option(flag.name, *flag.aliases, help=flag.help, show_default=False,
                                                metavar=SWITCH if flag.value_type is bool else None)]
 
 
 def command_flags(family: TaskFamily) -> list[FlagSpec]:
-    """The shared flags, a family flag replacing a shared one with the same key (its own help), then the rest."""
+    """The shared flags, a family flag replacing a shared one with the same key (its own help), then the rest,
+    then transformers' switches (--bf16). An alias that another flag already uses as its name is dropped."""
     own = {flag.key: flag_spec(flag.key, flag.name, flag.help) for flag in family.flags}
     flags = [own.pop(flag.key, flag) for flag in common_flags(model_default=family.default_model)]
-    return flags + list(own.values())
+    flags += list(own.values()) + hf_flags()
+    names = {flag.name for flag in flags}
+    seen: set[str] = set()
+    unique = []
+    for flag in flags:
+        aliases = tuple(alias for alias in flag.aliases if alias not in names and alias not in seen)
+        seen.update(aliases)
+        unique.append(dataclasses.replace(flag, aliases=aliases))
+    return unique
 
 
 def add_training_command(family: TaskFamily) -> None:
@@ -85,7 +95,7 @@ def add_training_command(family: TaskFamily) -> None:
                                                                "main_process_ip", "main_process_port")))
         recipe_file, overwrite, dry_run = values.pop("recipe"), values.pop("overwrite"), values.pop("dry_run")
         overrides = values.pop("overrides")
-        given = nest({flag.key: values[flag.parameter] for flag in flags})
+        given = nest(flag_values(flags, values))
         recipe = load_task_recipe(recipe_file, overrides, base={"task": family.name}, flags=given)
         if recipe.task != family.name:
             from finetune.errors import UserError

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from finetune.config.schema import Recipe
+from finetune.config.schema import HF_NAMES, Recipe
 
 # (recipe key, flag name when it is not --<last part of the key>), in the order --help lists them.
 COMMON_FLAGS: tuple[tuple[str, str | None], ...] = (
@@ -39,6 +39,15 @@ COMMON_FLAGS: tuple[tuple[str, str | None], ...] = (
     ("train.gradient_accumulation_steps", None),
     ("train.gradient_checkpointing", None),
     ("train.auto_find_batch_size", "--auto-batch-size"),
+    ("train.report_to", None),
+    ("push_to_hub", None),
+)
+# Flags that set a key to a fixed value or read it another way, under the names transformers' example scripts use:
+# (recipe key, flag name, value the switch sets or None for a valued flag, value type).
+HF_FLAGS: tuple[tuple[str, str, str | None, type], ...] = (
+    ("train.mixed_precision", "--bf16", "bf16", bool),
+    ("train.mixed_precision", "--fp16", "fp16", bool),
+    ("train.resume", "--resume_from_checkpoint", None, str),
 )
 
 
@@ -50,6 +59,8 @@ class FlagSpec:
     value_type: type  # str, int, float or bool (bool: a switch)
     repeatable: bool = False  # a list key: give the flag once per item
     default: str | None = None  # the schema's default as help shows it; None: nothing to show
+    aliases: tuple[str, ...] = ()  # other names for the same flag: transformers' (--num_train_epochs)
+    constant: str | None = None  # a switch that sets the key to this value (--bf16: mixed_precision=bf16)
 
     @property
     def parameter(self) -> str:
@@ -111,13 +122,45 @@ def flag_spec(key: str, name: str | None = None, help: str | None = None, defaul
             text = f"{text} Default: {shown}."
     if repeatable and not help:
         text = f"{text} Repeatable."
-    flag = name or "--" + key.rsplit(".", 1)[-1].replace("_", "-")
-    return FlagSpec(key, flag, text, value_type, repeatable, shown)
+    leaf = key.rsplit(".", 1)[-1]
+    flag = name or "--" + leaf.replace("_", "-")
+    return FlagSpec(key, flag, text, value_type, repeatable, shown, hf_flag_names(key, flag))
+
+
+def hf_flag_names(key: str, flag: str) -> tuple[str, ...]:
+    """The names users type for `key` from transformers' scripts: its HF names (--num_train_epochs), and the
+    underscore spelling of a flag named after its key (--learning_rate for --learning-rate)."""
+    leaf = key.rsplit(".", 1)[-1]
+    names = ["--" + alias.rsplit(".", 1)[-1] for alias, target in HF_NAMES.items() if target == key]
+    if flag == "--" + leaf.replace("_", "-"):
+        names.append("--" + leaf)
+    return tuple(name for name in dict.fromkeys(names) if name != flag)
+
+
+def hf_flags() -> list[FlagSpec]:
+    """--bf16, --fp16, --resume_from_checkpoint PATH: transformers' spellings that are not a plain alias."""
+    specs = []
+    for key, name, constant, value_type in HF_FLAGS:
+        text = (f"Same as {key}={constant} (transformers' name)." if constant
+                else f"Same as {key}=VALUE (transformers' name).")
+        specs.append(FlagSpec(key, name, text, value_type, constant=constant))
+    return specs
 
 
 def common_flags(model_default: str | None = None) -> list[FlagSpec]:
     return [flag_spec(key, name, default=model_default if key == "model.name" else None)
             for key, name in COMMON_FLAGS]
+
+
+def flag_values(flags: list[FlagSpec], values: dict[str, Any]) -> dict[str, Any]:
+    """{recipe key: value} of the flags given (`values` by parameter name); a switch gives its constant."""
+    given: dict[str, Any] = {}
+    for flag in flags:
+        value = values.get(flag.parameter)
+        if value is None or value == [] or (flag.constant is not None and not value):
+            continue
+        given[flag.key] = flag.constant if flag.constant is not None else value
+    return given
 
 
 def nest(values: dict[str, Any]) -> dict[str, Any]:

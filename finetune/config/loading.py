@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from finetune.config.schema import Recipe
+from finetune.config.schema import Recipe, canonical_keys
 from finetune.errors import UserError, did_you_mean, preview
 
 # Limits on a recipe, so a hostile or broken file fails in one line instead of hanging or eating memory: a
@@ -221,7 +221,10 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
 def build_recipe(layers: list[tuple[str, dict[str, Any]]]) -> Recipe:
     """Merge (source, mapping) layers in order and validate the result."""
     merged: dict[str, Any] = {}
-    for source, data in layers:
+    for source, layer in layers:
+        data, conflicts = canonical_keys(layer)  # per layer: a file's num_train_epochs overrides its parent's epochs
+        if conflicts:
+            raise UserError(f"{source}: {conflicts[0]}.")
         _check_keys(data, Recipe, source)
         merged = deep_merge(merged, data)
     try:

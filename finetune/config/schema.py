@@ -16,6 +16,88 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# Names users already type, from transformers' TrainingArguments and its example scripts (run_glue.py,
+# run_summarization.py, TRL): accepted for the finetune key they mean, in recipes, overrides and as flags
+# (--num_train_epochs). Keys are dotted as in a recipe: train.num_train_epochs is train.epochs.
+HF_NAMES: dict[str, str] = {
+    "model.model_name_or_path": "model.name",
+    "data.dataset_name": "data.dataset",
+    "data.dataset_config_name": "data.config",
+    "data.max_seq_length": "data.max_length",
+    "data.max_source_length": "data.max_length",
+    "data.text_column": "data.source_column",
+    "data.summary_column": "data.target_column",
+    "train.num_train_epochs": "train.epochs",
+    "train.per_device_train_batch_size": "train.batch_size",
+    "train.per_device_eval_batch_size": "train.eval_batch_size",
+    "train.lr_scheduler_type": "train.lr_scheduler",
+    "train.resume_from_checkpoint": "train.resume",
+    "train.report_to": "train.report_to",
+    "hub_model_id": "push_to_hub",
+}
+# transformers' precision switches: train.bf16=true (--bf16) is train.mixed_precision=bf16.
+HF_SWITCHES: dict[str, tuple[str, str]] = {"train.bf16": ("train.mixed_precision", "bf16"),
+                                          "train.fp16": ("train.mixed_precision", "fp16")}
+# TrainingArguments fields finetune sets from its own recipe keys: train.args may not set them (one place per
+# setting), the error names the key to use.
+TRAINING_ARGUMENTS_FROM_KEYS: dict[str, str] = {
+    "output_dir": "output_dir", "num_train_epochs": "train.epochs", "max_steps": "train.max_steps",
+    "learning_rate": "train.learning_rate", "per_device_train_batch_size": "train.batch_size",
+    "per_device_eval_batch_size": "train.eval_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "weight_decay": "train.weight_decay",
+    "warmup_ratio": "train.warmup_ratio", "lr_scheduler_type": "train.lr_scheduler", "seed": "train.seed",
+    "data_seed": "train.seed", "eval_strategy": "train.eval_strategy", "eval_steps": "train.eval_steps",
+    "save_strategy": "train.eval_strategy", "save_steps": "train.eval_steps",
+    "save_total_limit": "train.save_total_limit", "load_best_model_at_end": "train.eval_strategy",
+    "metric_for_best_model": "train.metric_for_best_model", "greater_is_better": "train.metric_for_best_model",
+    "logging_steps": "train.logging_steps", "report_to": "train.report_to", "use_cpu": "train.use_cpu",
+    "bf16": "train.mixed_precision", "fp16": "train.mixed_precision",
+    "gradient_checkpointing": "train.gradient_checkpointing",
+    "activation_checkpointing": "train.gradient_checkpointing", "auto_find_batch_size": "train.auto_find_batch_size",
+    "torch_compile": "train.torch_compile", "resume_from_checkpoint": "train.resume", "push_to_hub": "push_to_hub",
+    "hub_model_id": "push_to_hub", "deepspeed": "distributed.deepspeed", "fsdp": "distributed.fsdp",
+    "fsdp_config": "distributed.fsdp_wrap", "group_by_length": "train.group_by_length",
+    "train_sampling_strategy": "train.group_by_length",
+}
+
+
+def canonical_keys(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`data` (one recipe layer) with the HF names (HF_NAMES, HF_SWITCHES) renamed to finetune's keys, and the
+    conflicts: an HF name given next to the key it means, with another value."""
+    result = {key: dict(value) if isinstance(value, dict) else value for key, value in data.items()}
+    conflicts = []
+    renames: dict[str, tuple[str, str | None]] = {alias: (target, None) for alias, target in HF_NAMES.items()
+                                                  if alias != target}
+    renames.update(HF_SWITCHES)
+    for alias, (target, constant) in renames.items():
+        *alias_sections, alias_leaf = alias.split(".")
+        holder = result.get(alias_sections[0]) if alias_sections else result
+        if not isinstance(holder, dict) or alias_leaf not in holder:
+            continue
+        value = holder.pop(alias_leaf)
+        if constant is not None:  # a switch: true sets the key, false says nothing
+            if not value:
+                continue
+            value = constant
+        *sections, leaf = target.split(".")
+        destination = result.setdefault(sections[0], {}) if sections else result
+        if not isinstance(destination, dict):
+            continue
+        if leaf in destination and destination[leaf] != value:
+            conflicts.append(f"'{alias}' ({value!r}) and '{target}' ({destination[leaf]!r}) are the same setting: "
+                             f"give one")
+        destination[leaf] = value
+    return result, conflicts
+
+
+def training_argument_names() -> set[str]:
+    """Every field of the installed transformers' (Seq2Seq)TrainingArguments."""
+    import dataclasses
+
+    from transformers import Seq2SeqTrainingArguments
+
+    return {field.name for field in dataclasses.fields(Seq2SeqTrainingArguments) if field.init}
+
 
 class _Section(BaseModel):
     # extra="forbid": a typo is an error, never a silently ignored setting. allow_inf_nan=False: `.inf` and `.nan`
@@ -121,12 +203,43 @@ class TrainSection(_Section):
     auto_find_batch_size: bool = Field(False, description="Halve the batch size on out-of-memory until it fits.")
     resume: bool | str = Field(False, description="Continue from the newest complete checkpoint (true) or a named "
                                                   "one (checkpoint-N or a path).")
-    report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ...")
+    report_to: list[str] = Field(default_factory=list, description="Experiment trackers: tensorboard, wandb, ... "
+                                                                   "(one name, a comma list or a YAML list).")
+    args: dict[str, Any] = Field(default_factory=dict, description="Any other transformers TrainingArguments "
+                                 "field, e.g. train.args.max_grad_norm=0.5, train.args.optim=adafactor.")
 
     @field_validator("eval_strategy", "mixed_precision", mode="before")
     @classmethod
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        """`report_to: tensorboard` and `tensorboard,wandb` as transformers (and its --report_to) take them."""
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _training_arguments(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked against the installed transformers, so a typo fails before any data or model is loaded."""
+        if not value:
+            return value
+        import difflib
+
+        known = training_argument_names()
+        for name in value:
+            if name in TRAINING_ARGUMENTS_FROM_KEYS:
+                raise ValueError(f"'{name}' is set by recipe key {TRAINING_ARGUMENTS_FROM_KEYS[name]}: use that key")
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise ValueError(f"'{name}' is not a field of transformers' TrainingArguments{hint}")
+        return value
 
 
 class DistributedSection(_Section):
@@ -145,6 +258,15 @@ class DistributedSection(_Section):
         return self
 
 
+class CardSection(_Section):
+    """What the model card (README.md) states that the run itself cannot tell."""
+
+    license: str | None = Field(None, description="License id for the card, e.g. apache-2.0. Default: the base "
+                                                   "model's license on the Hub, when it can be read.")
+    language: list[str] | None = Field(None, description="Language codes of the data, e.g. [en]. Default: "
+                                                         "translation's source and target languages.")
+
+
 class Recipe(_Section):
     task: str = Field("classification", min_length=1,
                       description="What the model learns to do: classification, summarization, translation, "
@@ -156,6 +278,7 @@ class Recipe(_Section):
     generation: GenerationSection = Field(default_factory=GenerationSection)
     peft: PeftSection = Field(default_factory=PeftSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+    card: CardSection = Field(default_factory=CardSection)
     output_dir: str | None = Field(None, description="Run directory. Default: runs/<task>-<dataset>.")
     push_to_hub: str | None = Field(None, description="Hub repo id (user/name) to upload the finished run to.")
 

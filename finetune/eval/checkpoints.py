@@ -38,7 +38,7 @@ class Checkpoint:
     task: str | None
     architecture: str | None
     adapter: bool = False
-    config_source: str = ""  # where config.json is (an adapter checkpoint: its run directory)
+    config_source: str = ""  # what AutoConfig loads: a model folder, Hub id or an adapter's base_model_config.json
     tokenizer_source: str = ""
 
     @property
@@ -98,15 +98,19 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
     from finetune.config.loading import load_recipe
 
     recipe = load_recipe(recipe_file) if recipe_file else None
-    config_dir = next((d for d in (path, path.parent)
-                       if (d / MODEL_CONFIG_FILE).is_file() and (d == path or adapter)), None)
-    if config_dir is None and not adapter:
+    if adapter:  # the base model's config with the run's labels (see models/lora.py), beside it or in its run
+        from finetune.models.lora import base_model_config_file
+
+        config_file = base_model_config_file(path)
+    else:
+        config_file = path / MODEL_CONFIG_FILE if (path / MODEL_CONFIG_FILE).is_file() else None
+    if config_file is None and not adapter:
         hint = (" It holds checkpoint-N folders: pass one of them, or add --all-checkpoints."
                 if checkpoints_of(path) else "")
         raise UserError(f"{path} holds no model (no {MODEL_CONFIG_FILE} or {ADAPTER_CONFIG_FILE}).{hint}")
     if not adapter:
         require_complete_run(path)  # an unfinished run or a partial checkpoint is never scored
-    config = _read_json(config_dir / MODEL_CONFIG_FILE) if config_dir else {}
+    config = _read_json(config_file) if config_file else {}
     architecture = (config.get("architectures") or [None])[0]
     adapter_config = _read_json(path / ADAPTER_CONFIG_FILE) if adapter else {}
     family = family_of_model(architecture, adapter_config.get("task_type"))
@@ -114,7 +118,7 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
     base = adapter_config.get("base_model_name_or_path") or ""
     tokenizer_dir = next((d for d in (path, path.parent) if (d / TOKENIZER_CONFIG_FILE).is_file()), None)
     return Checkpoint(spec, path, recipe, task, architecture, adapter,
-                      config_source=str(config_dir) if config_dir else base,
+                      config_source=str(config_file if adapter else path) if config_file else base,
                       tokenizer_source=str(tokenizer_dir) if tokenizer_dir else (base or str(path)))
 
 

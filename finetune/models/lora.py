@@ -3,10 +3,14 @@
 PEFT is an optional extra (`pip install 'finetune[lora]'`); it is imported only when a recipe asks for LoRA, and
 asking without it is a UserError that names the install command.
 
-A LoRA run directory holds `adapter_model.safetensors` + `adapter_config.json` (written by PEFT through
-`trainer.save_model`) and the base model's `config.json` (with the task's labels, see `save_base_config`), instead of
-full weights. `load_run_model` loads either kind of run; `export_merged` folds the adapters into a plain model.
-The caller names the transformers Auto class and PEFT task type (its task family's): nothing here knows tasks.
+A LoRA run directory is a standard PEFT folder: `adapter_model.safetensors` + `adapter_config.json` (written by PEFT
+through `trainer.save_model`), the tokenizer, and `base_model_config.json`: the base model's config with the task's
+labels (see `save_base_config`). It holds no `config.json`, so transformers' own PEFT integration
+(`AutoModelFor*.from_pretrained(run)`, `pipeline(model=run)`) and `peft.AutoPeftModelFor*` load it as an adapter on
+its base model; a classifier's labels reach them as `id2label`/`label2id` keyword arguments (`label_kwargs`), since
+both libraries take the head size from the base model's config. `load_run_model` loads either kind of run;
+`export_merged` folds the adapters into a plain model. The caller names the transformers Auto class and PEFT task
+type (its task family's): nothing here knows tasks.
 """
 
 from __future__ import annotations
@@ -116,12 +120,43 @@ def apply_lora(model: PreTrainedModel, section: PeftSection, task_type: str) -> 
 
 
 def save_base_config(model: Any, run_dir: Path) -> None:
-    """Write the base model's config (with the task's labels and pad token) next to the adapter: PEFT saves only
-    the adapter, and a classifier cannot be rebuilt without its label count."""
+    """Write the base model's config (with the task's labels and pad token) next to the adapter, as
+    base_model_config.json: PEFT saves only the adapter, and a classifier cannot be rebuilt without its labels.
+    Not as config.json, which would make transformers load the folder as a full model."""
+    from finetune.outputs.run_dir import BASE_MODEL_CONFIG_FILE
+
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.config.save_pretrained(run_dir)
+    base.config.to_json_file(run_dir / BASE_MODEL_CONFIG_FILE)
     if getattr(base, "generation_config", None) is not None and base.can_generate():
         base.generation_config.save_pretrained(run_dir)
+
+
+def base_model_config_file(path: Path) -> Path | None:
+    """The labelled base config of an adapter folder: its own, or its run's (a checkpoint-N folder); runs written
+    before base_model_config.json existed kept it as config.json."""
+    from finetune.outputs.run_dir import BASE_MODEL_CONFIG_FILE, MODEL_CONFIG_FILE
+
+    path = Path(path)
+    for folder in (path, path.parent):
+        for name in (BASE_MODEL_CONFIG_FILE, MODEL_CONFIG_FILE):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def label_kwargs(path: Path) -> dict[str, Any]:
+    """The keyword arguments that give a classifier adapter its head size and label names in plain transformers
+    and PEFT (`AutoPeftModelForSequenceClassification.from_pretrained(run, **label_kwargs(run))`); {} when the
+    adapter's config records no labels."""
+    import json
+
+    config_file = base_model_config_file(path)
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file else {}
+    id2label = config.get("id2label")
+    if not id2label or "label2id" not in config:
+        return {}
+    return {"id2label": {int(index): name for index, name in id2label.items()},
+            "label2id": {name: int(index) for name, index in config["label2id"].items()}}
 
 
 def _base_model_section(run_dir: Path) -> ModelSection:
@@ -145,7 +180,7 @@ def load_run_model(run_dir: Path, auto_model: str, **base_kwargs: Any) -> Any:
     import transformers
 
     from finetune.models.loading import load_pretrained
-    from finetune.outputs.run_dir import MODEL_CONFIG_FILE, is_adapter_folder, require_model_folder
+    from finetune.outputs.run_dir import is_adapter_folder, require_model_folder
 
     run_dir = require_model_folder(Path(run_dir))
     auto_class = getattr(transformers, auto_model)
@@ -155,10 +190,10 @@ def load_run_model(run_dir: Path, auto_model: str, **base_kwargs: Any) -> Any:
         require_peft()
         from peft import PeftModel
 
-        config_dir = run_dir if (run_dir / MODEL_CONFIG_FILE).is_file() else run_dir.parent
+        config_file = base_model_config_file(run_dir)
         kwargs: dict[str, Any] = dict(base_kwargs)
-        if (config_dir / MODEL_CONFIG_FILE).is_file():  # the run's labels, pad token, ... (see save_base_config)
-            kwargs["config"] = transformers.AutoConfig.from_pretrained(config_dir)
+        if config_file is not None:  # the run's labels, pad token, ... (see save_base_config)
+            kwargs["config"] = transformers.AutoConfig.from_pretrained(config_file)
         # The base model alone lacks the trained head, which transformers reports as missing: not so, the adapter
         # file holds it. Errors still show.
         verbosity = transformers.logging.get_verbosity()

@@ -1,8 +1,8 @@
 """The run directory: the one module that knows its layout.
 
     runs/x/
-      config.json, model.safetensors, tokenizer.json, ...   the model (LoRA: adapter_model.safetensors and
-                                                            adapter_config.json)
+      config.json, model.safetensors, tokenizer.json, ...   the model (LoRA: adapter_model.safetensors,
+                                                            adapter_config.json and base_model_config.json)
       .finetune-run      the marker: finetune created this folder (run id); only marked folders are replaced
       .finetune.lock, .finetune.owner   the one-writer lock and its holder (outputs/lock.py)
       recipe.yaml        the fully resolved recipe, written before training starts
@@ -36,6 +36,9 @@ CARD_FILE = "README.md"
 TRAINER_STATE_FILE = "trainer_state.json"
 MODEL_CONFIG_FILE = "config.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
+# A LoRA run's base-model config with its labels: not named config.json, which would make transformers take the
+# adapter folder for a full model (and look for weights that are not there).
+BASE_MODEL_CONFIG_FILE = "base_model_config.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 STAGING_DIR = ".final-model.tmp"
 

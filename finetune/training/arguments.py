@@ -80,11 +80,28 @@ def engine_options(distributed: DistributedSection) -> dict[str, Any]:
             return {"deepspeed": str(path)}
         return {"deepspeed": deepspeed_config(distributed.zero_stage or 0, distributed.offload)}
     if distributed.fsdp:
-        config: dict[str, Any] = {}
-        if distributed.fsdp_wrap:
-            config["transformer_layer_cls_to_wrap"] = distributed.fsdp_wrap
-        return {"fsdp": distributed.fsdp, "fsdp_config": config or None}
+        return {"fsdp": True, "fsdp_config": fsdp_config(distributed.fsdp, distributed.fsdp_wrap)}
     return {}
+
+
+# The recipe's FSDP words -> FSDP2's fsdp_config (transformers deprecates the `fsdp="full_shard ..."` string form).
+_FSDP_WORDS = {"full_shard": {"reshard_after_forward": True}, "shard_grad_op": {"reshard_after_forward": False},
+               "offload": {"cpu_offload": True}, "auto_wrap": {}}
+
+
+def fsdp_config(mode: str, wrap: list[str] | None) -> dict[str, Any]:
+    """`fsdp: full_shard auto_wrap` (the words transformers' scripts use) as FSDP2 settings: full_shard reshards
+    parameters after the forward pass, shard_grad_op keeps them; offload puts them in CPU memory; auto_wrap wraps
+    every layer (FSDP2's default policy), or the classes in `wrap`."""
+    config: dict[str, Any] = {}
+    for word in mode.split():
+        if word not in _FSDP_WORDS:
+            raise UserError(f"distributed.fsdp: '{word}' is not an FSDP2 mode; use full_shard or shard_grad_op, "
+                            f"optionally with offload and auto_wrap.")
+        config.update(_FSDP_WORDS[word])
+    if wrap:
+        config["transformer_layer_cls_to_wrap"] = list(wrap)
+    return config
 
 
 def deepspeed_config(stage: int, offload: bool) -> dict[str, Any]:
@@ -150,8 +167,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
     best_metric = train.metric_for_best_model or task.main_metric
     if len(eval_names) > 1 and not train.metric_for_best_model:
         best_metric = f"{eval_names[0]}_{best_metric}"  # the Trainer prefixes each eval set's metrics by its name
-    check_trackers(train.report_to)
-    return task.training_arguments(
+    options: dict[str, Any] = dict(
         output_dir=str(run_dir),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
@@ -190,3 +206,12 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",
     )
+    # train.args: the user's TrainingArguments (names checked by the schema) win over finetune's derived defaults
+    # (optim, warmup_steps, dataloader workers, ...); settings with a recipe key of their own are refused there.
+    options.update(train.args)
+    try:
+        return task.training_arguments(**options)
+    except (TypeError, ValueError) as error:
+        if not train.args:
+            raise
+        raise UserError(f"train.args {train.args}: transformers refused them: {error}") from error

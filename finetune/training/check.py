@@ -49,6 +49,7 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     from finetune.outputs.lock import holder
     from finetune.outputs.run_dir import METRICS_FILE, inspect_run_dir
     from finetune.tasks import get_task
+    from finetune.training.arguments import check_trackers
     from finetune.training.run import protected_paths
     from finetune.training.trainer import configure_library_logging
 
@@ -66,6 +67,11 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     if writer is not None:
         raise UserError(f"{run_dir} is being written by {writer}. Wait for it to finish, or choose another "
                         f"--output-dir.")
+    check_trackers(recipe.train.report_to)
+    if recipe.push_to_hub:
+        from finetune.outputs.push import check_push_target
+
+        check_push_target(recipe.push_to_hub)
     task = get_task(recipe)
     report.add("task", recipe.task)
     report.add("model", recipe.model.name)
@@ -96,4 +102,6 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")
     report.add("devices", "cpu" if settings.use_cpu else _devices())
     report.add("output", f"{run_dir} ({_OUTPUT_STATES[state]})")
+    if recipe.push_to_hub:
+        report.add("push to", f"{recipe.push_to_hub} (token may write there)")
     return report

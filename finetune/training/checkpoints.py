@@ -18,22 +18,62 @@ from finetune.outputs.run_dir import checkpoints_of
 
 logger = logging.getLogger("finetune")
 
-_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin")
-_RESUME_STATE = ("optimizer.pt", "scheduler.pt")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "pytorch_model.bin",
+            "pytorch_model_fsdp.bin")  # the last: FSDP's full state dict
+
+
+def _written(path: Path) -> bool:
+    """A non-empty file, or a folder with a non-empty file in it (sharded states)."""
+    if path.is_file():
+        return path.stat().st_size > 0
+    return path.is_dir() and any(item.is_file() and item.stat().st_size > 0 for item in path.rglob("*"))
+
+
+def _deepspeed_state(checkpoint: Path) -> Path | None:
+    """DeepSpeed's own checkpoint inside a Trainer checkpoint: `latest` names the global_stepN folder that holds
+    the model, optimizer and scheduler states."""
+    latest = checkpoint / "latest"
+    try:
+        tag = latest.read_text(encoding="utf-8").strip() if latest.is_file() else ""
+    except OSError:
+        return None
+    folder = checkpoint / tag if tag else None
+    if folder is None or not folder.is_dir() or not any(_written(path) for path in folder.glob("*optim_states.pt")):
+        return None
+    return folder
+
+
+def _has_weights(checkpoint: Path, deepspeed: Path | None) -> bool:
+    if any(_written(checkpoint / name) for name in _WEIGHTS):
+        return True
+    if any(_written(folder) for folder in checkpoint.glob("pytorch_model_fsdp*")):  # FSDP sharded state dicts
+        return True
+    return deepspeed is not None and any(deepspeed.glob("*model_states.pt"))  # ZeRO-3 keeps weights there
+
+
+def _has_optimizer(checkpoint: Path, deepspeed: Path | None) -> bool:
+    """optimizer.pt (plain), optimizer.bin or optimizer_0/ / optimizer_0_rankN.bin (FSDP through accelerate), or
+    DeepSpeed's global_stepN/*optim_states.pt."""
+    return (deepspeed is not None or _written(checkpoint / "optimizer.pt") or _written(checkpoint / "optimizer.bin")
+            or any(_written(path) for path in checkpoint.glob("optimizer_*")))
 
 
 def incomplete_reason(checkpoint: Path) -> str | None:
-    """Why a checkpoint cannot be resumed from, or None when it can."""
+    """Why a checkpoint cannot be resumed from, or None when it can. Knows the layouts the Trainer writes plain,
+    under FSDP (full or sharded state dicts) and under DeepSpeed."""
     state = checkpoint / "trainer_state.json"
     try:
         json.loads(state.read_text(encoding="utf-8"))["global_step"]
     except (OSError, ValueError, KeyError):
         return "trainer_state.json is missing or unreadable"
-    if not any((checkpoint / name).is_file() and (checkpoint / name).stat().st_size > 0 for name in _WEIGHTS):
+    deepspeed = _deepspeed_state(checkpoint)
+    if not _has_weights(checkpoint, deepspeed):
         return "no model weights"
-    for name in _RESUME_STATE:
-        if not (checkpoint / name).is_file() or (checkpoint / name).stat().st_size == 0:
-            return f"{name} is missing or empty"
+    if not _has_optimizer(checkpoint, deepspeed):
+        return "the optimizer state is missing or empty"
+    # DeepSpeed keeps its own scheduler inside global_stepN; the Trainer writes scheduler.pt otherwise.
+    if deepspeed is None and not _written(checkpoint / "scheduler.pt"):
+        return "scheduler.pt is missing or empty"
     if not any(checkpoint.glob("rng_state*.pth")):
         return "no RNG state"
     return None

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from finetune.compat import ACCELERATE_LAUNCH_MODULE
 from finetune.errors import UserError
@@ -81,16 +82,38 @@ def strip_launch_flags(argv: list[str]) -> list[str]:
     return kept
 
 
-def launch_command(config: LaunchConfig, argv: list[str]) -> list[str]:
-    """The `accelerate launch` command line that runs `finetune <argv>` in every process."""
+def user_accelerate_config() -> Path | None:
+    """The user's own `accelerate config` file (ACCELERATE_CONFIG_FILE, else accelerate's default location), when
+    there is one."""
+    from finetune.compat import accelerate_default_config_file
+
+    path = Path(os.environ.get("ACCELERATE_CONFIG_FILE") or accelerate_default_config_file())
+    return path if path.is_file() else None
+
+
+def launch_command(config: LaunchConfig, argv: list[str], user_config: Path | None = None) -> list[str]:
+    """The `accelerate launch` command line that runs `finetune <argv>` in every process.
+
+    Without a `user_config`, every setting is explicit (multi-process data parallel; finetune's recipe decides
+    precision and compilation). With one, the user's `accelerate config` decides (distributed type, precision,
+    dynamo, ...): only what was given on finetune's command line is added."""
     if config.num_processes < 1 or config.num_machines < 1:
         raise UserError("--num-processes and --num-machines must be at least 1.")
     if config.num_machines > 1 and not config.main_process_ip:
         raise UserError("Several machines need --main-process-ip (the address of machine rank 0).")
-    command = [sys.executable, "-m", ACCELERATE_LAUNCH_MODULE, "--multi_gpu",
-               "--num_processes", str(config.num_processes),
-               "--num_machines", str(config.num_machines), "--machine_rank", str(config.machine_rank),
-               "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command = [sys.executable, "-m", ACCELERATE_LAUNCH_MODULE]
+    if user_config is not None:
+        command += ["--config_file", str(user_config), "--num_processes", str(config.num_processes)]
+        if config.num_machines > 1:
+            command += ["--num_machines", str(config.num_machines), "--machine_rank", str(config.machine_rank)]
+        if config.main_process_ip:
+            command += ["--main_process_ip", config.main_process_ip]
+        if config.main_process_port is not None:
+            command += ["--main_process_port", str(config.main_process_port)]
+        return [*command, "-m", "finetune", *strip_launch_flags(argv)]
+    command += ["--multi_gpu", "--num_processes", str(config.num_processes),
+                "--num_machines", str(config.num_machines), "--machine_rank", str(config.machine_rank),
+                "--mixed_precision", "no", "--dynamo_backend", "no"]
     if config.main_process_ip:
         command += ["--main_process_ip", config.main_process_ip]
     command += ["--main_process_port", str(config.main_process_port if config.main_process_port is not None else 0)]
@@ -99,5 +122,5 @@ def launch_command(config: LaunchConfig, argv: list[str]) -> list[str]:
 
 def relaunch(config: LaunchConfig) -> int:
     """Run this same command in `config.num_processes` processes; returns the launcher's exit code."""
-    command = launch_command(config, sys.argv[1:])
+    command = launch_command(config, sys.argv[1:], user_accelerate_config())
     return subprocess.call(command)

@@ -17,7 +17,7 @@ from finetune.console import verbosity
 from finetune.data.sources import dataset_card_entry, load_data
 from finetune.errors import TrainingInterrupted, UserError
 from finetune.outputs.card import model_card
-from finetune.outputs.files import library_versions, write_json_atomic, write_text_atomic
+from finetune.outputs.files import library_versions, readable_as_umask_allows, write_json_atomic, write_text_atomic
 from finetune.outputs.lock import RunLock
 from finetune.outputs.plots import write_plots
 from finetune.outputs.run_dir import (
@@ -37,7 +37,7 @@ from finetune.outputs.run_dir import (
     size_of,
 )
 from finetune.tasks import get_task
-from finetune.training.arguments import build_training_arguments
+from finetune.training.arguments import build_training_arguments, check_trackers
 from finetune.training.checkpoints import interrupt_callback, resolve_resume
 from finetune.training.distributed import barrier, is_main_process
 from finetune.training.trainer import configure_library_logging, evaluating_in_order
@@ -66,6 +66,12 @@ def run(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None
     """Train, evaluate and save one run. Nothing in the run directory is removed or written until the recipe, the
     data, the labels, the model and the tokenizer have all loaded, and only one process writes a run at a time."""
     run_dir = recipe.resolved_output_dir()
+    # Before the run directory is touched: a start that fails here leaves nothing that blocks the re-run.
+    check_trackers(recipe.train.report_to)
+    if recipe.push_to_hub and is_main_process():
+        from finetune.outputs.push import check_push_target
+
+        check_push_target(recipe.push_to_hub)  # the upload comes after training: fail now, not then
     lock = None
     state = "resume"
     if is_main_process():
@@ -161,6 +167,10 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
         compute_metrics=task.compute_metrics if eval_sets else None,
         callbacks=[interrupt := interrupt_callback()],
     )
+    if "tensorboard" in args.report_to:
+        from finetune.compat import keep_tensorboard_events_in
+
+        keep_tensorboard_events_in(trainer, run_dir)  # not ./runs of the working directory
     if verbosity() == "quiet":
         from transformers import PrinterCallback
 
@@ -206,6 +216,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
 
             save_base_config(trainer.model, staging)
         move_into(staging, run_dir)
+        readable_as_umask_allows(run_dir)
         trainer.state.save_to_json(str(run_dir / TRAINER_STATE_FILE))
         metrics.update(
             task=recipe.task,
@@ -224,8 +235,14 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
             versions=library_versions(),
         )
         write_plots(run_dir, trainer.state.log_history)
+        labels: dict[str, Any] = {}
+        if recipe.peft.enabled and task.family.new_head:  # a classifier adapter: its head needs the labels
+            from finetune.models.lora import label_kwargs
+
+            labels = label_kwargs(run_dir)
         write_text_atomic(run_dir / CARD_FILE, model_card(recipe, metrics, run_dir, task.family.pipeline_tag,
-                                                           dataset_card_entry(recipe.data)))
+                                                           dataset_card_entry(recipe.data), task.family.auto_model,
+                                                           labels))
         # metrics.json last: its presence marks a finished run.
         write_json_atomic(run_dir / METRICS_FILE, metrics)
         if recipe.push_to_hub:
