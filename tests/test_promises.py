@@ -1,5 +1,5 @@
-"""Promises the README makes that no other test defended: failing fast without the Hub, --debug, --verbose, mixed-precision
-selection, gradient accumulation and checkpointing, named-checkpoint resume, predict --file."""
+"""Promises the README makes that no other test defended: failing fast without the Hub, --debug, --verbose,
+mixed-precision selection, gradient accumulation and checkpointing, named-checkpoint resume, predict --file."""
 
 from __future__ import annotations
 
