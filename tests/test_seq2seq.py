@@ -8,7 +8,6 @@ tests (DialogSum, SAMSum, Multi30k) are skipped when the shared data folder is a
 from __future__ import annotations
 
 import json
-import random
 import shutil
 from pathlib import Path
 
@@ -16,8 +15,9 @@ import pytest
 import yaml
 
 from finetune.errors import UserError
+from finetune.tasks.smoke_data import WORDS
+from finetune.tasks.smoke_data import make_reversal_rows as reversal_rows
 
-WORDS = ["red", "blue", "green", "cat", "dog", "bird", "sun", "moon", "tree", "fish"]
 # Tuned locally: 400 steps reach BLEU 81-97 over tiny-model seeds 0, 1, 4 and 5 (300 steps: 56-82); 50 is the bar.
 LEARNING = ["--max-steps", "400", "--learning-rate", "5e-3", "--batch-size", "32", "--max-new-tokens", "8",
             "--max-source-length", "32", "--max-target-length", "16", "--seed", "1", 'train.eval_strategy="no"',
@@ -45,16 +45,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def reversal_rows(count: int, seed: int) -> list[dict[str, str]]:
-    """3-5 words from a 10-word vocabulary ("en") and the same words in reverse order ("de")."""
-    generator = random.Random(seed)
-    rows = []
-    for _ in range(count):
-        words = [generator.choice(WORDS) for _ in range(generator.randint(3, 5))]
-        rows.append({"en": " ".join(words), "de": " ".join(reversed(words))})
-    return rows
 
 
 def invoke(args: list) -> object:
