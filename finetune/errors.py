@@ -45,5 +45,9 @@ def preview(value: object, limit: int = PREVIEW_CHARS) -> str:
     shortener.maxstring = shortener.maxother = limit
     shortener.maxlist = shortener.maxtuple = shortener.maxdict = shortener.maxset = 10
     shortener.maxlevel = 3
-    text = shortener.repr(value)
+    return shorten(shortener.repr(value), limit)
+
+
+def shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """`text` (a message of our own, not a value: no quotes) cut to about `limit` characters."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from finetune.config.schema import Recipe, canonical_keys
-from finetune.errors import UserError, did_you_mean, preview
+from finetune.errors import UserError, did_you_mean, preview, shorten
 
 # Limits on a recipe, so a hostile or broken file fails in one line instead of hanging or eating memory: a
 # recipe is a few kilobytes; an alias bomb is a small file whose aliases expand to billions of values.
@@ -117,7 +117,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise UserError(f"{path}:{where}: invalid YAML: {preview(problem)}. Fix the syntax and retry.") from error
+        raise UserError(f"{path}:{where}: invalid YAML: {shorten(problem)}. Fix the syntax and retry.") from error
     except RecursionError as error:
         raise UserError(f"{path}: the recipe nests too deeply to read. A recipe's sections are two levels deep; "
                         f"flatten it.") from error
@@ -135,7 +135,7 @@ def _load_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[str, dic
     resolved = path.resolve()
     if resolved in seen:
         chain = " -> ".join(str(p) for p in (*seen, resolved))
-        raise UserError(f"{path}: `extends` forms a cycle ({preview(chain, 400)}). Remove one of the links.")
+        raise UserError(f"{path}: `extends` forms a cycle ({shorten(chain, 400)}). Remove one of the links.")
     if len(seen) >= MAX_EXTENDS_DEPTH:
         raise UserError(f"{path}: `extends` chain longer than {MAX_EXTENDS_DEPTH} recipes (starting at {seen[0]}). "
                         f"Shorten it.")
