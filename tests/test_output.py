@@ -63,3 +63,25 @@ def test_a_log_file_has_no_progress_bars_or_library_reports(family, tmp_path):
         assert "new classification head initialised: 2 labels" in log
     assert [noise for noise in NOISE if noise in log] == [], log
     assert "\x1b[" not in log, log  # no terminal colours in a file
+
+
+def test_a_harmless_library_warning_is_dropped_even_where_transformers_propagates(caplog, monkeypatch):
+    """With CI=1 transformers hands its records to the root logger's handlers too: the filter must sit before both."""
+    import logging
+
+    import transformers
+
+    from finetune.training.trainer import configure_library_logging
+
+    monkeypatch.setenv("FINETUNE_VERBOSITY", "normal")
+    configure_library_logging()
+    transformers.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            emitter = transformers.logging.get_logger("transformers.trainer_utils")
+            emitter.warning("mtime may not be reliable on this filesystem, falling back to numerical ordering")
+            emitter.warning("a warning a user should read")
+    finally:
+        transformers.logging.disable_propagation()
+    messages = {record.getMessage() for record in caplog.records}
+    assert messages == {"a warning a user should read"}, messages

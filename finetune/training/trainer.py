@@ -3,6 +3,7 @@ libraries' logging set to finetune's verbosity."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from finetune.console import quiet_progress_bars, verbosity
@@ -15,21 +16,28 @@ def configure_library_logging() -> None:
     transformers.logging.set_verbosity(level.get(verbosity(), transformers.logging.WARNING))
     quiet_progress_bars()
     if verbosity() != "verbose":
-        for handler in transformers.logging.get_logger().handlers:  # the library's root: every module logs there
-            if not any(isinstance(existing, _Harmless) for existing in handler.filters):
-                handler.addFilter(_Harmless())
+        # On the emitting logger, not a handler: a logger's filter runs before propagation, and transformers
+        # propagates to the root logger's handlers when CI=1 is set.
+        for name, messages in _HARMLESS.items():
+            logger = logging.getLogger(name)
+            if not any(isinstance(existing, _Harmless) for existing in logger.filters):
+                logger.addFilter(_Harmless(messages))
 
 
-class _Harmless:
-    """transformers warnings that tell a finetune user nothing they can act on (shown with --verbose)."""
+# transformers warnings that tell a finetune user nothing they can act on (shown with --verbose), by logger.
+_HARMLESS = {
+    # Checkpoint rotation when two checkpoints are saved within a second; the fallback order is the right one.
+    "transformers.trainer_utils": ("mtime may not be reliable",),
+}
 
-    MESSAGES = (
-        # Checkpoint rotation on filesystems with coarse timestamps; the fallback order is the right one.
-        "mtime may not be reliable",
-    )
 
-    def filter(self, record: Any) -> bool:
-        return not str(record.msg).startswith(self.MESSAGES)
+class _Harmless(logging.Filter):
+    def __init__(self, messages: tuple[str, ...]) -> None:
+        super().__init__()
+        self.messages = messages
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.messages)
 
 
 def evaluating_in_order(trainer_class: type) -> type:
