@@ -24,17 +24,31 @@ def evaluate(cli, *args, output_dir: Path):
 
 
 def results_of(path: Path) -> dict:
+    """{task: {metric: value}} of a results file (standard errors left out: stderr_of)."""
     document = json.loads(path.read_text())
-    return {key: {name.split(",")[0]: value for name, value in entry.items() if name != "alias"}
+    return {key: {name.split(",")[0]: value for name, value in entry.items()
+                  if name != "alias" and "_stderr," not in name} for key, entry in document["results"].items()}
+
+
+def stderr_of(path: Path) -> dict:
+    document = json.loads(path.read_text())
+    return {key: {name.split("_stderr,")[0]: value for name, value in entry.items() if "_stderr," in name}
             for key, entry in document["results"].items()}
 
 
 def result_file(output_dir: Path, benchmark: str, model: str = "run") -> Path:
-    """OUTPUT_DIR/<model slug>/<benchmark>.json; the slug of a path outside the working directory is its last two
-    names (.../evaluate-sentiment0/run -> evaluate-sentiment0__run)."""
-    found = [path for path in output_dir.glob(f"*/{benchmark}.json") if path.parent.name.endswith(model)]
+    """OUTPUT_DIR/<model slug>/results_<time>.json of `benchmark`; the slug of a path outside the working directory
+    is its last two names (.../evaluate-sentiment0/run -> evaluate-sentiment0__run)."""
+    found = [path for path in output_dir.glob("*/results_*.json") if path.parent.name.endswith(model)
+             and json.loads(path.read_text())["config"]["benchmark"] == benchmark]
     assert len(found) == 1, found
     return found[0]
+
+
+def samples_of(results: Path, task: str) -> list[dict]:
+    """The samples_<task>_<time>.jsonl written with a results_<time>.json."""
+    stamp = results.stem.removeprefix("results_")
+    return [json.loads(line) for line in (results.parent / f"samples_{task}_{stamp}.jsonl").read_text().splitlines()]
 
 
 def assert_same_scores(first: dict, second: dict, exact: tuple[str, ...]) -> None:
@@ -92,10 +106,10 @@ def test_evaluating_a_run_reproduces_its_own_metrics(cli, sentiment_run, tmp_pat
     for name, value in scores.items():
         assert value == recorded[f"eval_{name}"], name
     assert scores["accuracy"] >= 0.8  # chance is 0.5: the model learned, so its predictions are not constant
-    written = result_file(tmp_path, "validation").parent / "validation" / "validation.jsonl"
-    rows = [json.loads(line) for line in written.read_text().splitlines()]
-    assert rows == [json.loads(line) for line in (sentiment_run / "predictions" / "validation.jsonl").read_text()
-                    .splitlines()]
+    recorded_rows = [json.loads(line) for line in (sentiment_run / "predictions" / "validation.jsonl").read_text()
+                     .splitlines()]
+    samples = samples_of(result_file(tmp_path, "validation"), "validation")
+    assert [{key: sample[key] for key in recorded_rows[0]} for sample in samples] == recorded_rows
 
 
 def test_classification_scores_do_not_depend_on_the_batch_size(cli, sentiment_run, tmp_path):
@@ -105,9 +119,8 @@ def test_classification_scores_do_not_depend_on_the_batch_size(cli, sentiment_ru
         scores.append(results_of(result_file(tmp_path / str(batch_size), "validation"))["validation"])
     for other in scores[1:]:
         assert_same_scores(scores[0], other, exact=("accuracy", "f1"))
-    files = [(result_file(tmp_path / str(b), "validation").parent / "validation" / "validation.jsonl")
-             .read_text().splitlines() for b in (1, 64)]
-    labels = [[(json.loads(line)["prediction"]) for line in lines] for lines in files]
+    labels = [[sample["prediction"] for sample in samples_of(result_file(tmp_path / str(b), "validation"),
+                                                              "validation")] for b in (1, 64)]
     assert labels[0] == labels[1]
 
 
@@ -118,13 +131,12 @@ def test_labels_are_matched_by_name(cli, sentiment_run, permuted_model, tmp_path
     evaluate(cli, sentiment_run, permuted_model, "--dataset", validation, "--set", "data.max_length=32",
              output_dir=tmp_path)
     original = results_of(result_file(tmp_path, "validation"))["validation"]
-    permuted_dir = result_file(tmp_path, "validation", "model").parent
-    permuted = results_of(permuted_dir / "validation.json")["validation"]
+    permuted_file = result_file(tmp_path, "validation", "model")
+    permuted = results_of(permuted_file)["validation"]
     assert_same_scores(original, permuted, exact=("accuracy", "f1"))
-    document = json.loads((permuted_dir / "validation.json").read_text())
+    document = json.loads(permuted_file.read_text())
     assert document["configs"]["validation"]["settings"]["label_mapping"].startswith("by name")
-    predictions = [json.loads(line)["prediction"] for line in (permuted_dir / "validation" / "validation.jsonl")
-                   .read_text().splitlines()]
+    predictions = [sample["prediction"] for sample in samples_of(permuted_file, "validation")]
     assert set(predictions) <= {"positive", "negative"} and len(set(predictions)) == 2
 
 
@@ -158,8 +170,51 @@ def test_leaderboard_and_results_layout(cli, sentiment_run, tmp_path):
     assert {row["model"] for row in rows} == {str(sentiment_run), str(sentiment_run / "checkpoint-25")}
     assert (tmp_path / "leaderboard-validation.md").read_text().count("\n|") >= 3
     # The same data scored twice gives the same fingerprint; another limit, another one.
-    other = json.loads(next((tmp_path).glob("*checkpoint-25/validation.json")).read_text())
+    other = json.loads(result_file(tmp_path, "validation", "checkpoint-25").read_text())
     assert other["configs"]["validation"]["fingerprint"] == document["configs"]["validation"]["fingerprint"]
+
+
+def test_results_and_samples_are_named_and_laid_out_as_lm_eval_writes_them(cli, sentiment_run, tmp_path):
+    """lm-eval's file finders (get_results_filenames, get_file_task_name, get_file_datetime) find them; a re-run
+    adds files; standard errors are bootstrapped; sample hashes add up to the task hash."""
+    import hashlib
+    import re
+
+    with (sentiment_run.parent / "validation.csv").open() as handle:
+        rows = list(csv.DictReader(handle))[:100]
+    for row in rows[::3]:  # every third label flipped: the model is right about two thirds of the time
+        row["label"] = {"positive": "negative", "negative": "positive"}[row["label"]]
+    noisy = write_csv(tmp_path / "noisy.csv", rows)
+    for _ in range(2):
+        evaluate(cli, sentiment_run, "--dataset", noisy, output_dir=tmp_path / "results")
+    (folder,) = [path for path in (tmp_path / "results").iterdir() if path.is_dir()]
+    results = sorted(path.name for path in folder.glob("results_*.json"))
+    samples = sorted(path.name for path in folder.glob("samples_*.jsonl"))
+    assert len(results) == 2 and len(samples) == 2  # the second run wrote its own files
+    for name in results + samples:
+        stamp = name[name.rfind("_") + 1:].removesuffix(".jsonl").removesuffix(".json")  # get_file_datetime
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d+", stamp), name
+    assert {name[name.find("_") + 1:name.rfind("_")] for name in samples} == {"noisy"}  # get_file_task_name
+
+    path = folder / results[0]
+    document = json.loads(path.read_text())
+    scores = document["results"]["noisy"]
+    accuracy = scores["accuracy,none"]
+    assert 0.5 < accuracy < 0.8
+    # The bootstrap standard error of a mean of 100 hits is close to the analytic one, sqrt(p (1 - p) / n).
+    assert scores["accuracy_stderr,none"] == pytest.approx(math.sqrt(accuracy * (1 - accuracy) / 100), rel=0.2)
+    assert 0 < scores["f1_stderr,none"] < 0.2
+    assert scores["loss_stderr,none"] == "N/A"  # not computable from the predictions
+    rows = samples_of(path, "noisy")
+    assert len(rows) == 100 and [row["doc_id"] for row in rows] == list(range(100))
+    first = rows[0]
+    assert first["target"] == first["doc"]["label"] and first["resps"] == [[first["prediction"]]]
+    assert first["filtered_resps"] == [first["prediction"]] and "prediction" not in first["doc"]
+    digest = hashlib.sha256("".join(r["doc_hash"] + r["prompt_hash"] + r["target_hash"] for r in rows).encode())
+    assert document["task_hashes"] == {"noisy": digest.hexdigest()}
+    assert "git_hash" in document and document["config"]["benchmark"] == "noisy"
+    hits = [row["prediction"] == row["target"] for row in rows]
+    assert accuracy == sum(hits) / len(hits)
 
 
 def test_all_checkpoints_writes_a_table_and_plot_by_step(cli, sentiment_run, tmp_path):
@@ -248,7 +303,7 @@ def test_a_suite_file_scores_each_task_with_its_checkpoint(cli, sentiment_run, s
                      f"  more: {{validation_file: {other}}}\n")
     result = evaluate(cli, "--benchmark", suite, f"movies={sentiment_run}", f"more={sentiment_run / 'checkpoint-25'}",
                       output_dir=tmp_path / "results")
-    document = json.loads(next((tmp_path / "results").glob("*/sentiment.json")).read_text())
+    document = json.loads(next((tmp_path / "results").glob("*/results_*.json")).read_text())
     movies, more = document["results"]["movies"], document["results"]["more"]
     expected = 100 * ((movies["accuracy,none"] + movies["f1,none"]) / 2 + more["accuracy,none"]) / 2
     assert document["groups"]["sentiment"]["sentiment_score,none"] == pytest.approx(expected)
@@ -290,7 +345,7 @@ def glue_checkpoints(tmp_path_factory, tiny_bert):
 def test_glue_suite_prints_the_glue_score(cli, glue_checkpoints, data_dir, tmp_path):
     result = evaluate(cli, glue_checkpoints, "--benchmark", "glue", "--data-dir", data_dir, "--limit", "24",
                       output_dir=tmp_path)
-    document = json.loads(next(tmp_path.glob("*/glue.json")).read_text())
+    document = json.loads(next(tmp_path.glob("*/results_*.json")).read_text())
     assert set(document["results"]) == {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli_matched", "mnli_mismatched",
                                         "qnli", "rte", "wnli"}
     results = {key: {name.split(",")[0]: value for name, value in entry.items() if name != "alias"}
@@ -325,7 +380,7 @@ def test_two_runs_on_glue_sst2_give_a_two_row_leaderboard(cli, tiny_bert, data_d
                       output_dir=tmp_path / "results")  # --data-dir comes from the run's recipe
     assert len([line for line in result.stdout.splitlines() if line.startswith("|")]) == 4
     assert (tmp_path / "results" / "leaderboard-glue-sst2.md").is_file()
-    scores = results_of(next((tmp_path / "results").glob("*a/glue-sst2.json")))["sst2"]
+    scores = results_of(result_file(tmp_path / "results", "glue/sst2", "a"))["sst2"]
 
     model = AutoModelForSequenceClassification.from_pretrained(run_dir)
     with torch.no_grad():
@@ -338,7 +393,7 @@ def test_two_runs_on_glue_sst2_give_a_two_row_leaderboard(cli, tiny_bert, data_d
     # No recipe.yaml in the copy: it needs the run's max_length given, or it would truncate at the default 128.
     evaluate(cli, tmp_path / "flipped", "--benchmark", "glue/sst2", "--data-dir", data_dir, "--limit", "100",
              "--set", "data.max_length=32", output_dir=tmp_path / "flipped-results")
-    flipped = results_of(next((tmp_path / "flipped-results").glob("*/glue-sst2.json")))["sst2"]
+    flipped = results_of(result_file(tmp_path / "flipped-results", "glue/sst2", "flipped"))["sst2"]
     assert_same_scores(scores, flipped, exact=("accuracy",))
 
 
@@ -371,7 +426,7 @@ def _scores_by_batch_size(cli, checkpoint, output_dir: Path, *args) -> list[dict
     scores = []
     for batch_size in (1, 7, 64):
         evaluate(cli, checkpoint, "--batch-size", batch_size, *args, output_dir=output_dir / str(batch_size))
-        document = next((output_dir / str(batch_size)).glob("*/*.json"))
+        document = next((output_dir / str(batch_size)).glob("*/results_*.json"))
         scores.append(next(iter(results_of(document).values())))
     return scores
 

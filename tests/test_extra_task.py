@@ -145,7 +145,7 @@ def test_a_registered_family_runs_through_check_train_predict_and_evaluate(regis
 
     evaluated = invoke(["evaluate", tmp_path / "run", "--output-dir", tmp_path / "results"])
     assert evaluated.exit_code == 0, evaluated.output
-    results = json.loads(next((tmp_path / "results").rglob("*.json")).read_text())
+    results = json.loads(next((tmp_path / "results").rglob("results_*.json")).read_text())
     (entry,) = results["results"].values()
     assert entry["mae,none"] == pytest.approx(metrics["eval_mae"], abs=1e-4)
 

@@ -103,12 +103,13 @@ def test_trained_model_scores_and_predictions_do_not_depend_on_the_batch_size(re
     for batch_size in (1, 7, 64):
         output = tmp_path / f"batch-{batch_size}"
         invoke(["evaluate", reversal_run, "--batch-size", batch_size, "--output-dir", output])
-        (document,) = [json.loads(path.read_text()) for path in output.glob("*/*.json")]
+        (document,) = [json.loads(path.read_text()) for path in output.glob("*/results_*.json")]
         (scores,) = document["results"].values()
-        predictions = [row["prediction"] for row in read_jsonl(next(output.glob("*/*/*.jsonl")))]
+        predictions = [row["prediction"] for row in read_jsonl(next(output.glob("*/samples_*.jsonl")))]
         results[batch_size] = scores, predictions
     scores, predictions = results[1]
     assert scores["bleu,none"] >= 50 and len(predictions) == 100
+    assert 0 < scores["bleu_stderr,none"] < 20 and scores["loss_stderr,none"] == "N/A"  # bootstrap over the rows
     for other_scores, other_predictions in (results[7], results[64]):
         assert other_predictions == predictions
         for name in ("bleu,none", "chrf,none", "gen_len,none"):

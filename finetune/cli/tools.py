@@ -113,8 +113,11 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1, help="Evaluation batch size (scores do not depend on it).")] = 32,
     data_dir: Annotated[Path | None, typer.Option(
         help="Folder of GLUE data on disk. Default: the run's data.data_dir.")] = None,
-    output_dir: Annotated[Path, typer.Option(help="Results go to OUTPUT_DIR/<checkpoint>/<benchmark>.json.")] = Path(
-        "results"),
+    output_dir: Annotated[Path, typer.Option(
+        help="Results go to OUTPUT_DIR/<checkpoint>/results_<time>.json (lm-eval's layout).")] = Path("results"),
+    bootstrap_iters: Annotated[int, typer.Option(
+        min=0, help="Resamples for the metrics' standard errors (lm-eval's bootstrap; BLEU and chrF use at most "
+                    "100). 0: none.")] = 1000,
     all_checkpoints: Annotated[bool, switch(
         "--all-checkpoints",
         help="Score every checkpoint-N of each run; write a metric-by-step table and plot.")] = False,
@@ -128,8 +131,7 @@ def evaluate(
     report = run_evaluation(
         checkpoints or [], benchmark=benchmark, dataset=dataset, split=split, limit=limit, batch_size=batch_size,
         data_dir=None if data_dir is None else str(data_dir), output_dir=output_dir, all_checkpoints=all_checkpoints,
-        overrides=overrides,
-        echo=lambda line: typer.echo(line, err=True))
+        overrides=overrides, bootstrap_iters=bootstrap_iters, echo=lambda line: typer.echo(line, err=True))
     typer.echo("")
     typer.echo(report.text, nl=False)
     typer.echo("\nWritten: " + ", ".join(str(path) for path in report.files))

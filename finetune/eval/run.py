@@ -5,9 +5,9 @@
     finetune evaluate runs --benchmark glue          a folder of per-task runs (runs/glue-cola, runs/glue-sst2, ...)
     finetune evaluate runs/a --all-checkpoints       every checkpoint-N of a run: metric-by-step table and plot
 
-Each scored model gets OUTPUT_DIR/<model>/<benchmark>.json, laid out as lm-evaluation-harness results (`results`,
-`configs`, `versions`, `n-shot`, `higher_is_better`, `n-samples`, `config`, `date`), and its predictions in
-OUTPUT_DIR/<model>/<benchmark>/<task>.jsonl. Several models: OUTPUT_DIR/leaderboard-<benchmark>.md and .csv.
+Each scored model gets OUTPUT_DIR/<model>/results_<time>.json and, per task, samples_<task>_<time>.jsonl, named and
+laid out as lm-evaluation-harness writes them (results_files.py). Several models: OUTPUT_DIR/leaderboard-<benchmark>.md
+and .csv.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from finetune.errors import UserError
 from finetune.eval.checkpoints import Checkpoint, checkpoint_slug, resolve_checkpoint
 from finetune.eval.leaderboard import leaderboard, markdown_table, metric_columns, plot_by_step, write_tables
+from finetune.eval.results_files import date_id, results_path
 from finetune.eval.scoring import SplitResult, evaluate_task
 from finetune.eval.suites import (
     Benchmark,
@@ -163,19 +164,21 @@ def _mapped_subject(specs: list[str], pairs: list[str], benchmark: Benchmark | N
 def results_document(scored: Scored, started: float) -> dict[str, Any]:
     """lm-evaluation-harness's results layout; its tools (make_table, ...) read it, metric keys are 'name,none'."""
     from finetune import __version__
+    from finetune.eval.results_files import git_hash
     from finetune.outputs.files import library_versions
 
     benchmark, results = scored.subject.benchmark, scored.results
     specs = benchmark.tasks
     document: dict[str, Any] = {
-        "results": {r.key: {"alias": r.key, **{f"{name},none": value for name, value in r.metrics.items()}}
+        "results": {r.key: {"alias": r.key, **{f"{name},none": value for name, value in r.metrics.items()},
+                            **{f"{name}_stderr,none": value for name, value in r.stderr.items()}}
                     for r in results},
         "configs": {r.key: {
             "task": r.key, "benchmark": benchmark.name, "output_type": r.settings["task"],
             "dataset_path": specs[r.task_key].dataset or specs[r.task_key].validation_file or r.settings["source"],
             "dataset_name": specs[r.task_key].config, "source": r.settings["source"], "validation_split": r.split,
             "metric_list": [{"metric": name, "higher_is_better": higher_is_better(name)} for name in r.metrics],
-            "checkpoint": r.checkpoint.spec, "fingerprint": r.fingerprint, "predictions": str(r.predictions),
+            "checkpoint": r.checkpoint.spec, "fingerprint": r.fingerprint, "samples": str(r.predictions),
             "runtime_seconds": r.runtime, "examples_per_second": r.examples_per_second,
             "settings": {k: v for k, v in r.settings.items() if k not in ("split", "source")},
         } for r in results},
@@ -193,12 +196,14 @@ def results_document(scored: Scored, started: float) -> dict[str, Any]:
     checkpoints = {key: checkpoint.spec for key, checkpoint in scored.subject.checkpoints.items()}
     document["config"] = {
         "model": "finetune", "model_args": f"pretrained={scored.subject.label}", "model_name": scored.subject.label,
+        "benchmark": benchmark.name,
         "checkpoints": checkpoints, "batch_size": first.get("batch_size"), "device": first.get("device"),
         "limit": None if all(r.n == r.n_original for r in results) else max(r.n for r in results),
         **{k: v for k, v in first.items() if k not in ("split", "source", "batch_size", "device", "label_names")},
     }
     versions = library_versions()
-    document.update(library_versions=versions, transformers_version=versions.get("transformers"),
+    document.update(git_hash=git_hash(), task_hashes={r.key: r.task_hash for r in results},
+                    library_versions=versions, transformers_version=versions.get("transformers"),
                     model_name=scored.subject.label, model_name_sanitized=scored.subject.name,
                     date=started, total_evaluation_time_seconds=str(round(time.time() - started, 3)))
     return document
@@ -233,7 +238,8 @@ class Report:
 def run_evaluation(specs: list[str], *, benchmark: str | None = None, dataset: str | None = None,
                    split: str | None = None, limit: int | None = None, batch_size: int = 32,
                    data_dir: str | None = None, output_dir: Path = Path("results"), all_checkpoints: bool = False,
-                   overrides: list[str] | None = None, echo: Callable[[str], None] = print) -> Report:
+                   overrides: list[str] | None = None, bootstrap_iters: int = 1000,
+                   echo: Callable[[str], None] = print) -> Report:
     if benchmark and dataset:
         raise UserError("Give --benchmark or --dataset, not both.")
     chosen = dataset_benchmark(dataset, split) if dataset else resolve_benchmark(benchmark) if benchmark else None
@@ -243,6 +249,8 @@ def run_evaluation(specs: list[str], *, benchmark: str | None = None, dataset: s
     files: list[Path] = []
     for subject in subjects:
         started = time.time()
+        stamp = date_id()
+        model_dir = output_dir / subject.name
         bench = subject.benchmark
         results: list[SplitResult] = []
         for key, spec in bench.tasks.items():
@@ -250,15 +258,15 @@ def run_evaluation(specs: list[str], *, benchmark: str | None = None, dataset: s
             if checkpoint is None:
                 continue
             echo(f"evaluating {checkpoint.spec} on {bench.name if len(bench.tasks) == 1 else f'{bench.name}/{key}'}")
-            results += evaluate_task(checkpoint, key, spec, output_dir / subject.name / bench.slug,
-                                     batch_size=batch_size, limit=limit, split=None if dataset else split,
-                                     data_dir=data_dir, overrides=overrides)
+            results += evaluate_task(checkpoint, key, spec, model_dir, stamp, batch_size=batch_size, limit=limit,
+                                     split=None if dataset else split, data_dir=data_dir, overrides=overrides,
+                                     bootstrap_iters=bootstrap_iters)
         scored = _score(subject, results)
-        scored.path = output_dir / subject.name / f"{bench.slug}.json"
+        scored.path = results_path(model_dir, stamp)
         from finetune.outputs.files import write_json_atomic
 
         write_json_atomic(scored.path, results_document(scored, started))
-        files.append(scored.path)
+        files += [scored.path, *(result.predictions for result in results)]
         scored_all.append(scored)
     text, tables = _summaries(scored_all, output_dir, all_checkpoints)
     return Report(scored_all, text, files + tables)

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 from finetune.eval.checkpoints import Checkpoint, evaluation_task_name
+from finetune.eval.results_files import samples_path, write_samples
+from finetune.eval.stderr import bootstrap_stderr
 from finetune.eval.suites import BenchmarkTask, result_key
 
 if TYPE_CHECKING:
@@ -76,8 +78,10 @@ class SplitResult:
     n_original: int
     runtime: float
     fingerprint: str
-    predictions: Path
+    predictions: Path  # samples_<task>_<time>.jsonl
     settings: dict[str, Any] = field(default_factory=dict)
+    stderr: dict[str, float | str] = field(default_factory=dict)  # metric -> standard error or "N/A"
+    task_hash: str = ""
 
     @property
     def examples_per_second(self) -> float:
@@ -128,10 +132,12 @@ def _load_model(checkpoint: Checkpoint, recipe: Recipe, family: TaskFamily) -> t
     return model, tokenizer
 
 
-def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, predictions_dir: Path, *,
+def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, model_dir: Path, stamp: str, *,
                   batch_size: int = 32, limit: int | None = None, split: str | None = None,
-                  data_dir: str | None = None, overrides: list[str] | None = None) -> list[SplitResult]:
-    """Score `checkpoint` on one benchmark task: one SplitResult per split, predictions written as jsonl."""
+                  data_dir: str | None = None, overrides: list[str] | None = None,
+                  bootstrap_iters: int = 1000) -> list[SplitResult]:
+    """Score `checkpoint` on one benchmark task: one SplitResult per split, its predictions written to
+    model_dir/samples_<task>_<stamp>.jsonl (lm-eval's samples layout)."""
     import torch
     from transformers import AutoConfig
 
@@ -176,16 +182,20 @@ def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, pr
         for split_name, raw in data.eval.items():
             key = result_key(task_key, split_name, list(data.eval))
             tokenized = tokenized_splits[split_name]
-            path = predictions_dir / f"{key}.jsonl"
+            written = Path(workdir) / f"{key}.jsonl"
             start = time.perf_counter()
-            metrics = task.write_predictions(trainer, raw, tokenized, path, "eval")
+            metrics = task.write_predictions(trainer, raw, tokenized, written, "eval")
             runtime = time.perf_counter() - start
             metrics = {name.removeprefix("eval_"): float(value) for name, value in metrics.items()
                        if isinstance(value, (int, float)) and not name.endswith(
                            ("_runtime", "_per_second", "_before_training", "_preparation_time"))}
             metrics.pop("epoch", None)
             metrics.update(task.extra_scores(trainer.model, tokenized, batch_size))
+            records = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines() if line.strip()]
+            errors = bootstrap_stderr(task.resampling_scorer(records), len(records), list(metrics), bootstrap_iters)
+            path = samples_path(model_dir, key, stamp)
+            digest = write_samples(written, path, list(metrics))
             results.append(SplitResult(key, task_key, split_name, checkpoint, metrics, task.main_metric, len(raw),
                                        originals[split_name], runtime, fingerprint(raw), path,
-                                       {**settings, "split": split_name, "source": data.source}))
+                                       {**settings, "split": split_name, "source": data.source}, errors, digest))
     return results

@@ -9,7 +9,7 @@ finetune/tasks/ branches on a task name: it asks the family.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,6 +183,11 @@ class Task(ABC):
         """Scores `write_predictions` does not give, computed so they do not depend on the batch size (the loss of
         generative tasks over all scored tokens)."""
         return {}
+
+    def resampling_scorer(self, records: list[dict[str, Any]]) -> Callable[[Sequence[int]], dict[str, float]] | None:
+        """For bootstrap standard errors: a function scoring any resample (row indices, repeats allowed) of one
+        split's prediction records as `write_predictions` scored the whole split. None: no standard errors."""
+        return None
 
     def evaluation_settings(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
         """How this task scored, for the results file."""

@@ -6,6 +6,7 @@ import functools
 import json
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -219,6 +220,10 @@ class ClassificationTask(Task):
             results.update(metric_registry.load(name).compute(predictions=list(predictions),
                                                               references=list(references), **kwargs))
         return results
+
+    def resampling_scorer(self, records: list[dict[str, Any]]) -> Callable[[Sequence[int]], dict[str, float]] | None:
+        to_id = float if self.is_regression else self.label2id.__getitem__
+        return metric_registry.labelled_resampler(self.score, records, to_id)
 
     def compute_metrics(self, eval_prediction: Any) -> dict[str, float]:
         return self.score(self._predicted(eval_prediction.predictions), eval_prediction.label_ids)

@@ -97,20 +97,27 @@ def split_sentences(text: str) -> str:
     return "\n".join(part.strip() for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part.strip())
 
 
-def _rouge(predictions, references, use_stemmer: bool = True, **_) -> dict[str, float]:
-    """Mean ROUGE-1/2/L/Lsum F-measure x 100 (rouge-score, stemming on); the best reference counts per example."""
+def rouge_per_example(predictions: Sequence[str], references: Sequence[Any],
+                      use_stemmer: bool = True) -> dict[str, list[float]]:
+    """ROUGE-1/2/L/Lsum F-measure x 100 of each example (rouge-score, stemming on); the best reference counts."""
     from rouge_score import rouge_scorer
 
     kinds = ("rouge1", "rouge2", "rougeL", "rougeLsum")
     scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=use_stemmer)
-    totals = dict.fromkeys(kinds, 0.0)
+    per_example: dict[str, list[float]] = {kind: [] for kind in kinds}
     for prediction, reference in zip(predictions, references):
         targets = [reference] if isinstance(reference, str) else list(reference)
         scores = scorer.score_multi([split_sentences(target) for target in targets], split_sentences(prediction))
         for kind in kinds:
-            totals[kind] += scores[kind].fmeasure
+            per_example[kind].append(100.0 * scores[kind].fmeasure)
+    return per_example
+
+
+def _rouge(predictions, references, use_stemmer: bool = True, **_) -> dict[str, float]:
+    """Mean ROUGE-1/2/L/Lsum F-measure x 100 over the examples."""
+    per_example = rouge_per_example(predictions, references, use_stemmer)
     count = max(len(predictions), 1)
-    return {kind: 100.0 * total / count for kind, total in totals.items()}
+    return {kind: sum(values) / count for kind, values in per_example.items()}
 
 
 # Classification metrics take class ids; pearson, spearmanr and mse take floats (regression).
@@ -192,3 +199,34 @@ def compute(names: Sequence[str], predictions: Sequence[Any], references: Sequen
     for name in names:
         results.update(load(name).compute(predictions=predictions, references=references))
     return results
+
+
+def resampling_scorer(names: Sequence[str], predictions: Sequence[Any],
+                      references: Sequence[Any]) -> Callable[[Sequence[int]], dict[str, float]]:
+    """`compute(names, ...)` of any resample of these examples (row indices, repeats allowed), for bootstrap
+    standard errors. ROUGE is a mean of per-example scores, computed once; corpus metrics (BLEU, chrF, F1, ...) are
+    recomputed on each resample."""
+    import numpy as np
+
+    per_example = {kind: np.asarray(values) for kind, values in
+                   (rouge_per_example(predictions, references) if "rouge" in names else {}).items()}
+    corpus = [name for name in names if name != "rouge"]
+
+    def score(rows: Sequence[int]) -> dict[str, float]:
+        result = {kind: float(values[list(rows)].mean()) for kind, values in per_example.items()}
+        result.update(compute(corpus, [predictions[row] for row in rows], [references[row] for row in rows]))
+        return result
+
+    return score
+
+
+def labelled_resampler(score: Callable[[list[Any], list[Any]], dict[str, float]], records: list[dict[str, Any]],
+                       to_id: Callable[[Any], Any]) -> Callable[[Sequence[int]], dict[str, float]] | None:
+    """`score(predictions, references)` of any resample of prediction records with "label" and "prediction" (class
+    names mapped by `to_id`), for bootstrap standard errors; None when a record has no label."""
+    if not records or any("label" not in record for record in records):
+        return None
+    predicted = [to_id(record["prediction"]) for record in records]
+    gold = [to_id(record["label"]) for record in records]
+    return lambda rows: score([predicted[row] for row in rows], [gold[row] for row in rows])
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +189,12 @@ class Seq2SeqTask(Task):
 
     def score(self, predictions: list[str], references: Sequence[str | list[str]]) -> dict[str, float]:
         return metric_registry.compute(self.metric_names, predictions, references)
+
+    def resampling_scorer(self, records: list[dict[str, Any]]) -> Callable[[Sequence[int]], dict[str, float]] | None:
+        references = [record.get("references", record.get("reference")) for record in records]
+        if not records or any(reference is None for reference in references):
+            return None
+        return metric_registry.resampling_scorer(self.metric_names, [r["prediction"] for r in records], references)
 
     def compute_metrics(self, eval_prediction: Any) -> dict[str, float]:
         generated = clean_ids(eval_prediction.predictions, self.tokenizer.pad_token_id)
