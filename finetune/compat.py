@@ -49,6 +49,29 @@ class TrainerHooks:
             super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
 
 
+def generation_config_kept(trainer_class: type) -> type:
+    """`trainer_class` (a Seq2SeqTrainer) with the model's generation_config left as prediction_step found it.
+
+    transformers 5.24's Seq2SeqTrainer.prediction_step fills the model's own generation_config with default values
+    after each generate ("Temporary hack" in trainer_seq2seq.py): max_length becomes 20 next to the recipe's
+    max_new_tokens, so generate() warns that both are set on every later batch, and the saved
+    generation_config.json carries a max_length the run never chose. The settings it filled in are unset again.
+    """
+
+    class GenerationConfigKept(trainer_class):
+        def prediction_step(self, model: Any, inputs: Any, prediction_loss_only: bool, ignore_keys: Any = None,
+                            **gen_kwargs: Any) -> Any:
+            config = self.model.generation_config
+            unset = [name for name, value in vars(config).items() if value is None]
+            try:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
+            finally:
+                for name in unset:
+                    setattr(config, name, None)
+
+    return GenerationConfigKept
+
+
 def tied_weight_keys(model: Any) -> set[str]:
     """Names of the weights a model ties to others (GPT-2's lm_head is its input embedding); a private attribute
     that transformers 5 keeps as a list or a mapping."""

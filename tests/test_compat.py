@@ -122,3 +122,25 @@ def test_tensorboard_writer_opens_where_logging_dir_points(tmp_path, monkeypatch
     callback.on_train_end(args, TrainerState(), None)
     assert list((tmp_path / "run" / "runs").glob("*/events.out.tfevents.*"))
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_generation_config_kept_undoes_what_prediction_step_fills_in(kept, tmp_path):
+    """Seq2SeqTrainer.prediction_step sets max_length (20) on the model's own generation_config next to
+    max_new_tokens; wrapped, the config is as the recipe left it. The unwrapped case shows the upstream behaviour
+    still exists: when it fails, the shim can go."""
+    import datasets
+    from transformers import AutoModelForSeq2SeqLM, Seq2SeqTrainer, Seq2SeqTrainingArguments
+
+    from finetune.tasks import get_family
+
+    folder = get_family("summarization").tiny_model(tmp_path / "t5", ["the cat sat on the mat"] * 20)
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder)
+    model.generation_config.max_new_tokens, model.generation_config.max_length = 4, None
+    trainer_class = compat.generation_config_kept(Seq2SeqTrainer) if kept else Seq2SeqTrainer
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True,
+                                    predict_with_generate=True, per_device_eval_batch_size=2)
+    data = datasets.Dataset.from_dict({"input_ids": [[5, 6, 1]] * 2, "labels": [[7, 1]] * 2})
+    trainer_class(model=model, args=args).predict(data)
+    assert model.generation_config.max_new_tokens == 4
+    assert (model.generation_config.max_length is None) == kept

@@ -17,7 +17,7 @@ from finetune.tasks.smoke_data import make_sentences, make_sentiment_rows, make_
 from tests.helpers import write_csv, write_jsonl
 
 NOISE = ("█", "it/s]", "Loading weights", "Writing model shards", "Generating train split", "Map:", "LOAD REPORT",
-         "MISSING", "missing keys", "loss_type", "mtime may not be reliable")
+         "MISSING", "missing keys", "loss_type", "mtime may not be reliable", "seem to have been set")
 
 
 def run_logged(args: list, cwd) -> str:

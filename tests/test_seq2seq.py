@@ -145,8 +145,20 @@ def test_recipe_records_the_t5_prefix_and_generation_settings(reversal_run):
     assert recipe["task"] == "translation"
     assert recipe["data"]["source_prefix"] == "translate English to German: "
     generation = json.loads((reversal_run / "generation_config.json").read_text())
-    assert generation["max_length"] == 8 + 1  # --max-new-tokens 8, plus the decoder start token
+    assert generation["max_new_tokens"] == 8 and generation.get("max_length") is None  # as the recipe said it
     assert generation.get("num_beams", 1) == 1
+    config = json.loads((reversal_run / "config.json").read_text())
+    assert config["task_specific_params"]["translation"] == {"prefix": "translate English to German: "}
+
+
+def test_a_bare_model_folder_predicts_with_the_prefix_it_was_trained_with(cli, reversal_run, tmp_path):
+    """No recipe.yaml anywhere (an exported or downloaded model): the prefix comes from the model's config."""
+    shutil.copytree(reversal_run, tmp_path / "model", ignore=shutil.ignore_patterns("recipe.yaml", "predictions*"))
+    texts = ["--text", "red cat dog", "--text", "sun moon tree fish"]
+    with_recipe = cli(["predict", reversal_run, *texts])
+    bare = cli(["predict", tmp_path / "model", *texts])
+    assert bare.exit_code == 0, bare.output
+    assert bare.output == with_recipe.output and bare.output.strip()
 
 
 def test_translation_card_names_the_languages_and_its_snippet_keeps_the_prefix(reversal_run):

@@ -127,6 +127,10 @@ class Seq2SeqTask(Task):
         tokenizer = load_tokenizer(section, config, checked_length)
         model = load_pretrained(AutoModelForSeq2SeqLM, section, config=config)
         configure_generation(model.generation_config, self.recipe.generation.model_dump())
+        # The prefix is part of the input format: kept where transformers keeps T5's, so that a bare model folder
+        # (no recipe.yaml) is used the same way. Only this one: the base model's other task prefixes no longer apply.
+        model.config.task_specific_params = ({self.recipe.task: {"prefix": self.recipe.data.source_prefix}}
+                                             if self.recipe.data.source_prefix else None)
         self.model, self.tokenizer = model, tokenizer  # the collator builds decoder inputs with the model
         return model, tokenizer
 
@@ -167,7 +171,9 @@ class Seq2SeqTask(Task):
     def trainer_class(self) -> type[Trainer]:
         from transformers import Seq2SeqTrainer
 
-        return Seq2SeqTrainer
+        from finetune.compat import generation_config_kept
+
+        return generation_config_kept(Seq2SeqTrainer)
 
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest inputs first: generation pads each batch to its longest input, so batches of similar

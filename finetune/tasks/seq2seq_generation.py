@@ -55,11 +55,10 @@ def configure_generation(config: GenerationConfig, settings: dict[str, Any]) -> 
     """
     num_beams = int(settings.get("num_beams", 1))
     sampling = bool(settings.get("do_sample", False))
-    # max_length, not max_new_tokens: for an encoder-decoder both count decoder tokens (max_length includes the
-    # start token), and the Seq2SeqTrainer fills in a default max_length, which next to max_new_tokens makes
-    # generate() warn on every batch.
-    config.max_new_tokens = None
-    config.max_length = int(settings.get("max_new_tokens", 64)) + 1
+    # max_new_tokens, as users and pipelines read it; no max_length, so the two never disagree (a pretrained
+    # config may bring one). compat.generation_config_kept stops the Seq2SeqTrainer from filling it in again.
+    config.max_new_tokens = int(settings.get("max_new_tokens", 64))
+    config.max_length = None
     config.num_beams = num_beams
     config.do_sample = sampling
     config.no_repeat_ngram_size = int(settings.get("no_repeat_ngram_size", 0))
@@ -90,6 +89,17 @@ def generated_length(generated: Any, pad_token_id: int) -> float:
     return float(np.count_nonzero(generated[:, 1:] != pad_token_id, axis=1).mean())
 
 
+def own_prefix(config: Any, task: str) -> str | None:
+    """The source prefix a model folder's config records (task_specific_params, where T5 keeps its own): the one
+    for `task`, else the only one there is."""
+    params = getattr(config, "task_specific_params", None) or {}
+    prefixes = {name: entry["prefix"] for name, entry in params.items()
+                if isinstance(entry, dict) and "prefix" in entry}
+    if task in prefixes:
+        return prefixes[task]
+    return next(iter(prefixes.values())) if len(prefixes) == 1 else None
+
+
 def predict_texts(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
                   request: PredictRequest) -> list[dict[str, Any]]:
     """Generate for each input with a trained run (or a checkpoint-N inside one), as evaluation did: the run's
@@ -98,13 +108,19 @@ def predict_texts(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
     import torch
     from transformers import AutoTokenizer
 
+    from finetune.config.schema import GenerationSection
     from finetune.config.schema import Recipe as RecipeSchema
     from finetune.outputs.run_dir import tokenizer_folder
 
-    recipe = recipe or RecipeSchema(task=family.name)
     model = family.load_trained_model(run_dir)  # full weights or base + LoRA adapter
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir))
-    configure_generation(model.generation_config, {**recipe.generation.model_dump(), **request.generation})
+    if recipe is None:  # a bare model folder: its own prefix and generation settings, from its configs
+        recipe = RecipeSchema(task=family.name, data={"source_prefix": own_prefix(model.config, family.name)})
+        settings = {name: value for name in GenerationSection.model_fields
+                    if (value := getattr(model.generation_config, name, None)) is not None}
+    else:
+        settings = recipe.generation.model_dump()
+    configure_generation(model.generation_config, {**settings, **request.generation})
     prefix, max_length = recipe.data.source_prefix or "", recipe.data.max_length
     texts = [text for text, _ in request.inputs]
     records: list[dict[str, Any]] = []
