@@ -154,6 +154,17 @@ def test_fsdp_options_are_the_non_deprecated_form():
     assert arguments.fsdp_config["reshard_after_forward"] is True
 
 
+def test_fsdp_on_cpus_is_refused_before_anything_is_written(cli, tmp_path, tiny_bert, dp_data):
+    """accelerate applies FSDP only to GPU processes: on CPUs the run would silently train unsharded."""
+    _, args = dp_data
+    for mode in (["--dry-run"], []):
+        result = cli(["classify", "--model", tiny_bert, *args, "--output-dir", tmp_path / "run", *mode,
+                      "distributed.fsdp=full_shard auto_wrap", "train.use_cpu=true"])
+        assert result.exit_code == 2, result.output
+        assert "distributed.fsdp needs GPUs" in result.output and "--num-processes" in result.output
+        assert not (tmp_path / "run").exists()
+
+
 def test_env_command(cli):
     result = cli(["env"])
     assert result.exit_code == 0

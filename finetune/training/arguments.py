@@ -65,8 +65,13 @@ def precision_options(requested: str, use_cpu: bool) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def engine_options(distributed: DistributedSection) -> dict[str, Any]:
+def engine_options(distributed: DistributedSection, on_gpu: bool = True) -> dict[str, Any]:
     """DeepSpeed or FSDP settings in the form the Trainer takes them."""
+    if distributed.fsdp and not on_gpu:
+        # accelerate (1.15) turns FSDP on only for GPU-type launches; on CPUs it would silently train unsharded.
+        raise UserError("distributed.fsdp needs GPUs: accelerate applies FSDP only to GPU processes, so on CPUs the "
+                        "run would be plain data parallel without saying so. Remove distributed.fsdp (and "
+                        "distributed.fsdp_wrap) for a CPU run; --num-processes N alone trains data parallel.")
     if distributed.deepspeed or distributed.zero_stage is not None:
         try:
             import deepspeed  # noqa: F401
@@ -201,7 +206,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         ddp_find_unused_parameters=False,  # every parameter that trains is used; the search costs a graph pass
         auto_find_batch_size=train.auto_find_batch_size,
         **precision_options(train.mixed_precision, use_cpu),
-        **engine_options(recipe.distributed),
+        **engine_options(recipe.distributed, on_gpu=not recipe.train.use_cpu and has_cuda()),
         **speed_options(train, use_cpu),
         # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
         train_sampling_strategy="group_by_length" if train.group_by_length else "random",

@@ -49,7 +49,7 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     from finetune.outputs.lock import holder
     from finetune.outputs.run_dir import METRICS_FILE, inspect_run_dir
     from finetune.tasks import get_task
-    from finetune.training.arguments import check_trackers
+    from finetune.training.arguments import check_trackers, engine_options, has_cuda
     from finetune.training.run import protected_paths
     from finetune.training.trainer import configure_library_logging
 
@@ -68,6 +68,7 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
         raise UserError(f"{run_dir} is being written by {writer}. Wait for it to finish, or choose another "
                         f"--output-dir.")
     check_trackers(recipe.train.report_to)
+    engine_options(recipe.distributed, on_gpu=not recipe.train.use_cpu and has_cuda())  # DeepSpeed/FSDP usable here
     if recipe.push_to_hub:
         from finetune.outputs.push import check_push_target
 
