@@ -81,13 +81,11 @@ def test_old_run_survives_a_bad_overwrite(run_dir, tiny_bert, bad):
 def test_overwrite_replaces_a_finished_run(run_dir, tiny_bert):
     old_id = json.loads((run_dir / ".finetune-run").read_text())["run_id"]
     assert json.loads((run_dir / "metrics.json").read_text())["run_id"] == old_id
-    old_folders = sorted(path.name for path in run_dir.iterdir() if path.is_dir())
-    assert "predictions" in old_folders
-    (run_dir / "predictions" / "from-the-old-run.jsonl").write_text("{}\n")  # as if the old run had more splits
+    (run_dir / "plots" / "from-the-old-run.png").write_bytes(b"png")  # as if the old run had plotted more
     result = invoke(["classify", "--model", tiny_bert, "--train-file", run_dir.parent / "train.csv",
                      "--output-dir", run_dir, "--overwrite", *QUICK])
     assert result.exit_code == 0, result.output
-    assert not (run_dir / "predictions" / "from-the-old-run.jsonl").exists()  # the old run's folders went
+    assert not (run_dir / "plots" / "from-the-old-run.png").exists()  # the old run's folders went, not just files
     new_id = json.loads((run_dir / "metrics.json").read_text())["run_id"]
     assert new_id != old_id and json.loads((run_dir / ".finetune-run").read_text())["run_id"] == new_id
 
