@@ -313,6 +313,23 @@ def test_lora_chat_runs_keep_their_template_through_export(tiny_chat_model, tmp_
     assert json.loads(answered.output.strip().splitlines()[-1])["messages"][-1]["content"] == "red cat"
 
 
+def test_a_merged_export_stops_at_the_end_of_a_turn(tiny_chat_model, tmp_path):
+    """A LoRA run's merged model takes the base model's generation config: the end-of-turn token is added to it."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from finetune.tasks.chat_template import save_stop_tokens
+
+    tokenizer = chat_tokenizer(tiny_chat_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat_model)
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert GenerationConfig.from_pretrained(tmp_path).eos_token_id == tokenizer.eos_token_id
+    save_stop_tokens(tmp_path)
+    assert GenerationConfig.from_pretrained(tmp_path).eos_token_id == [
+        tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
 # ---- GSM8K ---------------------------------------------------------------------------------------------------------
 
 

@@ -162,6 +162,9 @@ def export(
         raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
     family, _ = family_of_run(require_adapter_folder(run_dir))
     written = export_merged(run_dir, output_dir or run_dir / "merged", family.auto_model)
+    from finetune.tasks.chat_template import save_stop_tokens
+
+    save_stop_tokens(written)  # a chat run: pipelines stop at the template's end-of-turn token too
     typer.echo(f"Merged model written to {written}")
 
 

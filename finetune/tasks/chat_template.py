@@ -89,6 +89,23 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
+def save_stop_tokens(folder: Path) -> None:
+    """Write the chat template's end-of-turn token into a saved model's generation_config.json (a LoRA run's merged
+    export: the base model's config knows only its end-of-sequence token), so pipelines stop at the end of a turn."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not tokenizer.chat_template or not (folder / "generation_config.json").is_file():
+        return
+    stops = stop_token_ids(tokenizer)
+    config = GenerationConfig.from_pretrained(folder)
+    known = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    wanted = list(dict.fromkeys([token for token in known if token is not None] + stops))
+    if wanted != known:
+        config.eos_token_id = wanted if len(wanted) > 1 else wanted[0]
+        config.save_pretrained(folder)
+
+
 def render(tokenizer: PreTrainedTokenizerBase, messages: Messages, add_generation_prompt: bool = False) -> str:
     try:
         return str(tokenizer.apply_chat_template(messages, tokenize=False,
