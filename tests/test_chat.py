@@ -103,6 +103,8 @@ def test_check_names_malformed_rows_and_skip_invalid_leaves_them_out(tiny_chat_m
     assert "chat data" in checked.output and "messages (role/content turns)" in checked.output
     assert re.search(r"train rows +7\n", checked.output)  # 10 rows: 1 held out for evaluation, 2 left out
     assert "default ChatML" in checked.output
+    packed = cli([*args, "--skip-invalid", "--block-size", 32])
+    assert packed.exit_code == 2 and "not packed into blocks" in packed.output
 
 
 # ---- templates and labels -----------------------------------------------------------------------------------------
@@ -182,7 +184,10 @@ def chat_run(tiny_chat_model, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("chat-run")
     train = write_jsonl(folder / "train.jsonl", fixed_reply_rows(64, seed=0))
     validation = write_jsonl(folder / "validation.jsonl", fixed_reply_rows(8, seed=1))
+    questions = [{"messages": row["messages"][:1]} for row in fixed_reply_rows(2, seed=2)]  # no replies: prompts
+    test = write_jsonl(folder / "test.jsonl", questions)
     result = invoke(["generate", "--model", tiny_chat_model, "--train-file", train, "--validation-file", validation,
+                     "--test-file", test,
                      "--output-dir", folder / "run", "--epochs", 8, "--batch-size", 8, "--learning-rate", 1e-2,
                      "--max-length", 64, "--max-new-tokens", 8, "--system-prompt", "You answer in colours.",
                      "generation.num_samples=2", "train.logging_steps=1000"])
@@ -200,6 +205,9 @@ def test_loss_on_assistant_tokens_falls_to_near_certainty(chat_run):
     assert sample["conversation"].startswith("system: You answer in colours.\nuser: ")
     assert sample["after"] == REPLY and sample["before"] != REPLY
     assert "format: chat" in (chat_run / "recipe.yaml").read_text()
+    answers = [json.loads(line) for line in (chat_run / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert [answer["prediction"] for answer in answers] == [REPLY, REPLY]
+    assert [turn["role"] for turn in answers[0]["messages"]] == ["system", "user"]
 
 
 def test_evaluating_the_run_on_its_own_data_reproduces_its_scores(chat_run, tmp_path, cli):

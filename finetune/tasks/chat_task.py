@@ -78,6 +78,10 @@ class ChatSupport(Task):
         if layout is None:
             super().setup(data)  # type: ignore[safe-super]
             return
+        if section.block_size:
+            raise UserError("Chat conversations are not packed into blocks: packing needs attention kept within each "
+                            "conversation, which this toolkit does not set up. Remove data.block_size; chat batches "
+                            "are padded to their longest conversation, with lengths grouped.")
         self.chat, self.format, self.block_size = layout, "chat", section.max_length
         section.format = "chat"  # the run's recipe.yaml records it: predict, chat and evaluate read it there
         hold_out_tail(data, section.max_eval_samples)
