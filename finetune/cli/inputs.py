@@ -43,3 +43,27 @@ def _row_to_input(row: dict[str, Any], file: Path) -> tuple[str, str | None]:
     if not values:
         raise UserError(f"{file}: a row has no text column: {row}.")
     return values[0], values[1] if len(values) > 1 else None
+
+
+def load_conversations(messages: list[str], file: Path | None) -> list[list[dict[str, str]]]:
+    """Chat inputs: the --message turns as one conversation (user first, alternating), and the conversations of a
+    .jsonl file whose rows have a messages or conversations column; none when neither is given."""
+    conversations = []
+    if messages:
+        if len(messages) % 2 == 0:
+            raise UserError(f"{len(messages)} --message given: give an odd number (user, assistant, user, ...), so the "
+                            f"last one is the user's turn to answer.")
+        conversations.append([{"role": "user" if index % 2 == 0 else "assistant", "content": text}
+                              for index, text in enumerate(messages)])
+    if file is not None and file.suffix.lower() == ".jsonl" and file.is_file():
+        from finetune.tasks.chat_format import conversation_problem, message_layout, row_messages
+
+        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        layout = message_layout(list(rows[0])) if rows and isinstance(rows[0], dict) else None
+        for number, row in enumerate(rows if layout else [], start=1):
+            turns = row_messages(row, layout)  # type: ignore[arg-type]
+            problem = conversation_problem(turns, need_reply=False)
+            if problem is not None:
+                raise UserError(f"{file} row {number}: {problem}.")
+            conversations.append(turns)
+    return conversations

@@ -62,9 +62,13 @@ def predict(
     text_pair: Annotated[list[str] | None, typer.Option(
         help="Classification: second sentence for sentence-pair models; one per --text.")] = None,
     prompt: Annotated[list[str] | None, typer.Option(help="Generation: prompt to continue; repeatable.")] = None,
+    message: Annotated[list[str] | None, typer.Option(
+        help="Chat: one turn of a conversation; repeat for user, assistant, user, ... (the last is answered).")] = None,
+    system: Annotated[str | None, typer.Option(
+        help="Chat: the conversation's system turn. Default: the run's data.system_prompt.")] = None,
     file: Annotated[Path | None, typer.Option(
         help="One input per line (sentence pairs: tab-separated), or a .jsonl/.csv with the run's text "
-             "columns.")] = None,
+             "columns (chat: a .jsonl of messages/conversations rows).")] = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="Generation: most new tokens.")] = None,
     temperature: Annotated[float | None, typer.Option(
         help="Generation: sampling temperature (samples when set).")] = None,
@@ -77,18 +81,25 @@ def predict(
     """Use a trained run: a label and score per input (classification), or generated text (other tasks)."""
     import json
 
-    from finetune.cli.inputs import load_inputs
+    from finetune.cli.inputs import load_conversations, load_inputs
     from finetune.tasks.base import PredictRequest
     from finetune.tasks.predict import family_of_run
 
     family, recipe = family_of_run(run_dir)  # first: a folder without a model fails with a clear message
+    conversations = load_conversations(message or [], file)
+    if conversations and not getattr(family.task_class, "supports_chat", False):
+        from finetune.errors import UserError
+
+        raise UserError(f"--message and conversation files are for chat runs; {run_dir} is a {family.name} run. "
+                        f"Pass --text.")
     generation = {key: value for key, value in {
         "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
         "num_beams": num_beams}.items() if value is not None}
     if temperature is not None or top_p is not None or top_k is not None:
         generation["do_sample"] = True
-    request = PredictRequest(load_inputs([*(text or []), *(prompt or [])], text_pair or [], file), generation,
-                             batch_size=batch_size, stream=not json_output and sys.stdout.isatty())
+    inputs = [] if conversations else load_inputs([*(text or []), *(prompt or [])], text_pair or [], file)
+    request = PredictRequest(inputs, generation, batch_size=batch_size, stream=not json_output and sys.stdout.isatty(),
+                             conversations=conversations, system=system)
     for record in family.task_class.predict(run_dir, recipe, family, request):
         if json_output:
             typer.echo(json.dumps({key: value for key, value in record.items() if key != "streamed"},
@@ -153,6 +164,9 @@ def export(
         raise UserError("Nothing to do: pass --merge to write the base model with the adapters folded in.")
     family, _ = family_of_run(require_adapter_folder(run_dir))
     written = export_merged(run_dir, output_dir or run_dir / "merged", family.auto_model)
+    from finetune.tasks.chat_template import save_stop_tokens
+
+    save_stop_tokens(written)  # a chat run: pipelines stop at the template's end-of-turn token too
     typer.echo(f"Merged model written to {written}")
 
 

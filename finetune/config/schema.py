@@ -137,11 +137,22 @@ class DataSection(_Section):
     target_lang: str | None = Field(None, description="Translation target language code, e.g. de.")
     max_target_length: int = Field(128, gt=0, description="Longest target (summary, translation) in tokens.")
     # Generation (decoder-only models).
-    format: Literal["auto", "text", "prompt_completion"] = Field(
-        "auto", description="text: pack raw documents into blocks; prompt_completion: loss on completions only.")
+    format: Literal["auto", "text", "prompt_completion", "chat"] = Field(
+        "auto", description="text: pack raw documents into blocks; prompt_completion: loss on completions only; "
+                            "chat: conversations through the chat template, loss on assistant turns only.")
     prompt_column: str | None = Field(None, description="Column with the prompt (or instruction).")
     completion_column: str | None = Field(None, description="Column with the completion (or response).")
     block_size: int | None = Field(None, gt=0, description="Tokens per packed block in text mode. Default: max_length.")
+    system_prompt: str | None = Field(None, description="Chat: a system turn put first in every conversation "
+                                                        "that has none.")
+    chat_template: str | None = Field(None, description="Chat: a Jinja chat template file to use instead of the "
+                                                        "model's own (a model without one gets ChatML).")
+    skip_invalid: bool = Field(False, description="Chat: skip malformed conversations (with a warning) instead of "
+                                                  "refusing to run.")
+    few_shot: int = Field(0, ge=0, description="Chat: evaluation replies are asked after the first N conversations "
+                                               "of data.few_shot_file as earlier turns (multi-turn few-shot).")
+    few_shot_file: str | None = Field(None, description="Chat: example conversations for data.few_shot. Default: the "
+                                                        "training file.")
 
     @field_validator("text_columns")
     @classmethod
@@ -303,7 +314,8 @@ class Recipe(_Section):
 
         data = self.data.model_copy(update={
             "dataset": absolute(self.data.dataset, local=False), "data_dir": absolute(self.data.data_dir),
-            **{key: absolute(getattr(self.data, key)) for key in ("train_file", "validation_file", "test_file")}})
+            **{key: absolute(getattr(self.data, key))
+               for key in ("train_file", "validation_file", "test_file", "chat_template", "few_shot_file")}})
         return self.model_copy(update={
             "model": self.model.model_copy(update={"name": absolute(self.model.name, local=False)}),
             "data": data,

@@ -183,7 +183,7 @@ def results_document(scored: Scored, started: float) -> dict[str, Any]:
             "settings": {k: v for k, v in r.settings.items() if k not in ("split", "source")},
         } for r in results},
         "versions": {r.key: f"finetune-{__version__}" for r in results},
-        "n-shot": {r.key: 0 for r in results},
+        "n-shot": {r.key: r.settings.get("few_shot", 0) for r in results},
         "higher_is_better": {r.key: {name: higher_is_better(name) for name in r.metrics} for r in results},
         "n-samples": {r.key: {"original": r.n_original, "effective": r.n} for r in results},
     }

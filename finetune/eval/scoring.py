@@ -39,7 +39,7 @@ logger = logging.getLogger("finetune")
 
 # Recipe data keys that describe how the model reads its input; they carry over to any benchmark's data.
 _KEPT_DATA_KEYS = ("max_length", "max_target_length", "source_prefix", "source_lang", "target_lang", "format",
-                   "block_size")
+                   "block_size", "system_prompt")
 
 
 def evaluation_recipe(checkpoint: Checkpoint, spec: BenchmarkTask, task_name: str, data_dir: str | None,

@@ -55,6 +55,13 @@ class BenchmarkTask(BaseModel):
         if self.data_dir is None and data_dir:
             section["data_dir"] = data_dir
         section.update(self.data)
+        for key in ("validation_file", "few_shot_file"):
+            file = section.get(key)
+            if file and not Path(file).expanduser().exists() and not Path(file).is_absolute():
+                # A file named relative to the data folder (gsm8k.yaml: chat/gsm8k/test.jsonl under --data-dir).
+                if not (self.data_dir or data_dir):
+                    raise UserError(f"Benchmark file {file} not found: pass --data-dir FOLDER (the folder it is in).")
+                section[key] = str(Path(self.data_dir or data_dir or "").expanduser() / file)
         return section
 
 

@@ -40,6 +40,9 @@ class PredictRequest:
     generation: dict[str, Any] = field(default_factory=dict)  # max_new_tokens, num_beams, do_sample, temperature, ...
     batch_size: int = 32
     stream: bool = False  # print each output as soon as it is ready (a terminal)
+    # Chat runs: whole conversations ({role, content} turns ending with a user turn) and a system turn for them.
+    conversations: list[list[dict[str, str]]] = field(default_factory=list)
+    system: str | None = None
 
 
 @dataclass(frozen=True)

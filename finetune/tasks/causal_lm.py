@@ -10,6 +10,7 @@ Two data modes (`data.format`; `auto` picks prompt_completion when the data has 
 - prompt_completion (also instruction/response, instruction/output, input/output, question/answer): the loss is on
   the completion and its EOS only; prompt positions and padding carry label -100. Prompt and completion are joined as
   written: put any template or separator in the data.
+- chat (a messages/conversations column, or --format chat on pairs): see chat_task.py.
 
 Without validation data, the last 5% of the training rows (at least one) are held out for evaluation: the tail, not
 a random sample, so neighbouring lines of a text do not leak between the two.
@@ -29,8 +30,17 @@ from finetune.models.tiny import build_tiny_gpt2
 from finetune.tasks import metrics as metric_registry
 from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
+from finetune.tasks.chat_format import CONTEXT_COLUMNS as _CONTEXT_COLUMNS
+from finetune.tasks.chat_format import PAIR_GUESSES as _PAIR_GUESSES
+from finetune.tasks.chat_task import ChatSupport
 from finetune.tasks.decoding import encode_prompt, generate_continuations, predict_texts
-from finetune.tasks.lm_inputs import CausalLMCollator, lines_to_documents, pack_blocks, prompt_completion_example
+from finetune.tasks.lm_inputs import (
+    CausalLMCollator,
+    hold_out_tail,
+    lines_to_documents,
+    pack_blocks,
+    prompt_completion_example,
+)
 from finetune.tasks.losses import example_losses, perplexity, perplexity_trainer, token_loss
 
 if TYPE_CHECKING:
@@ -42,14 +52,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("finetune")
 
-HOLDOUT_FRACTION = 0.05
 SAMPLE_PROMPT_TOKENS = 32  # text mode: a sample prompt is the start of an evaluation block
 
-# (prompt, completion) column names tried in order when the recipe names none.
-_PAIR_GUESSES = (("prompt", "completion"), ("prompt", "response"), ("instruction", "response"),
-                 ("instruction", "output"), ("input", "output"), ("question", "answer"))
-# Instruction datasets (Alpaca, Dolly) keep an optional context next to the instruction; it belongs to the prompt.
-_CONTEXT_COLUMNS = ("input", "context")
 _TEXT_COLUMN_GUESSES = ("text", "content", "document", "sentence")
 
 
@@ -65,12 +69,12 @@ def _spread(count: int, wanted: int) -> list[int]:
 class CausalLMTask(Task):
     def setup(self, data: LoadedData) -> None:
         self.data = data
-        self._hold_out_if_needed(data)
+        hold_out_tail(data, self.recipe.data.max_eval_samples)
         assert data.train is not None  # load_data gives a training split (evaluation: the first eval split)
         columns = list(data.train.column_names)
         section = self.recipe.data
         pair = self._pair_columns(columns)
-        self.format = section.format if section.format != "auto" else ("prompt_completion" if pair else "text")
+        self.format: str = section.format if section.format != "auto" else ("prompt_completion" if pair else "text")
         self.block_size = section.block_size or section.max_length
         if self.format == "prompt_completion":
             if pair is None:
@@ -89,19 +93,6 @@ class CausalLMTask(Task):
         self.sample_prompts: list[tuple[str, list[int]]] = []  # filled in before_training
         self.samples_before: list[str] = []
         self.before_metrics: dict[str, float] = {}
-
-    def _hold_out_if_needed(self, data: LoadedData) -> None:
-        assert data.train is not None
-        count = len(data.train)
-        if data.eval or count < 2:
-            return
-        held = max(1, round(count * HOLDOUT_FRACTION))
-        if self.recipe.data.max_eval_samples:
-            held = min(held, self.recipe.data.max_eval_samples)
-        data.eval = {"validation": data.train.select(range(count - held, count))}
-        data.train = data.train.select(range(count - held))
-        logger.warning("No validation data given: evaluating on the last %d of %d training rows (held out, not "
-                       "trained on). Pass --validation-file to choose.", held, count)
 
     def _pair_columns(self, columns: list[str]) -> tuple[str, str] | None:
         section = self.recipe.data
@@ -363,22 +354,27 @@ class CausalLMTask(Task):
         return None if record.get("streamed") else str(record["output"])
 
 
+class GenerationTask(ChatSupport, CausalLMTask):
+    """The generation family's task: chat data (tasks/chat_task.py) first, everything else as above."""
+
+
 FAMILIES = (TaskFamily(
     name="generation",
     command="generate",
-    summary="Fine-tune a causal language model (GPT-2, Llama, Qwen) on text or prompt/completion pairs. "
-            "[model: gpt2]",
-    task_class=CausalLMTask,
+    summary="Fine-tune a causal language model (GPT-2, Llama, Qwen) on text, prompt/completion pairs or chat "
+            "conversations. [model: gpt2]",
+    task_class=GenerationTask,
     default_model="gpt2",
     auto_model="AutoModelForCausalLM",
     peft_task_type="CAUSAL_LM",
     pipeline_tag="text-generation",
     flags=(Flag("data.train_file", help="Raw text (.txt) or prompt/completion rows (.jsonl/.csv) to train on."),
-           Flag("data.format", help="text (packed blocks) or prompt_completion. Default: from the data."),
+           Flag("data.format", help="text (packed blocks), prompt_completion or chat. Default: from the data."),
            Flag("data.prompt_column", help="Prompt/instruction column."),
            Flag("data.completion_column", help="Completion/response column."),
            Flag("data.block_size", help="Tokens per packed block in text mode."),
-           Flag("data.max_length", help="Longest prompt+completion in tokens."),
+           Flag("data.max_length", help="Longest prompt+completion (chat: conversation) in tokens."),
+           Flag("data.system_prompt"), Flag("data.chat_template"), Flag("data.skip_invalid"),
            Flag("generation.sample_prompts", name="--sample-prompt",
                 help="Prompt to sample before and after training (samples.jsonl); repeatable."),
            Flag("generation.max_new_tokens")),

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.tasks.chat_template import stop_token_ids
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -16,10 +18,11 @@ if TYPE_CHECKING:
 
 def generation_kwargs(settings: GenerationSection, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """`model.generate` arguments from a recipe's generation section; sampling knobs only when sampling, so
-    transformers does not warn about settings it ignores."""
+    transformers does not warn about settings it ignores. Generation stops at end of sequence and, with a chat
+    template, at its end-of-turn token."""
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "num_beams": settings.num_beams,
                               "do_sample": settings.do_sample, "pad_token_id": tokenizer.pad_token_id,
-                              "eos_token_id": tokenizer.eos_token_id}
+                              "eos_token_id": stop_token_ids(tokenizer)}
     if settings.num_beams > 1:
         kwargs["length_penalty"] = settings.length_penalty
     if settings.no_repeat_ngram_size:

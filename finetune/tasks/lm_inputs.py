@@ -4,11 +4,33 @@ with masked labels, and the collator that pads them. Pure functions of token ids
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from finetune.data.sources import LoadedData
 
 IGNORE_INDEX = -100  # label value the loss skips (torch's CrossEntropyLoss default)
+HOLDOUT_FRACTION = 0.05
+logger = logging.getLogger("finetune")
+
+
+def hold_out_tail(data: LoadedData, max_eval_samples: int | None) -> None:
+    """Without validation data, the last 5% of the training rows (at least one, at most max_eval_samples) become
+    the evaluation split: the tail, not a random sample, so neighbouring lines of a text do not leak between them."""
+    assert data.train is not None
+    count = len(data.train)
+    if data.eval or count < 2:
+        return
+    held = max(1, round(count * HOLDOUT_FRACTION))
+    if max_eval_samples:
+        held = min(held, max_eval_samples)
+    data.eval = {"validation": data.train.select(range(count - held, count))}
+    data.train = data.train.select(range(count - held))
+    logger.warning("No validation data given: evaluating on the last %d of %d training rows (held out, not "
+                   "trained on). Pass --validation-file to choose.", held, count)
 
 
 def lines_to_documents(lines: Iterable[str]) -> list[str]:
