@@ -213,7 +213,7 @@ def test_loss_on_assistant_tokens_falls_to_near_certainty(chat_run):
 def test_evaluating_the_run_on_its_own_data_reproduces_its_scores(chat_run, tmp_path, cli):
     result = cli(["evaluate", chat_run, "--output-dir", tmp_path])
     assert result.exit_code == 0, result.output
-    scores = json.loads(next(tmp_path.glob("*/validation.json")).read_text())["results"]["validation"]
+    scores = json.loads(next(tmp_path.glob("*/results_*.json")).read_text())["results"]["validation"]
     metrics = json.loads((chat_run / "metrics.json").read_text())
     assert scores["rougeL,none"] == metrics["eval_rougeL"]
     assert scores["loss,none"] == pytest.approx(metrics["eval_loss"], rel=1e-4)  # one batch: the same mean
@@ -386,12 +386,13 @@ def test_gsm8k_trains_as_chat_and_scores_as_a_benchmark(tiny_chat_model, data_di
     scored = cli(["evaluate", tmp_path / "run", "--benchmark", "gsm8k", "--data-dir", data_dir, "--limit", 3,
                   "--output-dir", tmp_path / "results", "--set", "data.few_shot=1"])
     assert scored.exit_code == 0, scored.output
-    results = next((tmp_path / "results").glob("*/gsm8k.json"))
+    results = next((tmp_path / "results").glob("*/results_*.json"))
     document = json.loads(results.read_text())
     result = document["results"]["gsm8k"]
     assert 0 <= result["exact_match_strict,none"] <= 1 and "exact_match_flexible,none" in result
     assert document["n-samples"]["gsm8k"] == {"original": 1319, "effective": 3}
     assert document["n-shot"]["gsm8k"] == 1
+    assert result["exact_match_strict_stderr,none"] >= 0 and result["bleu_stderr,none"] >= 0  # bootstrap
     from finetune.config.loading import load_recipe
     from finetune.tasks import get_task
 
@@ -402,5 +403,5 @@ def test_gsm8k_trains_as_chat_and_scores_as_a_benchmark(tiny_chat_model, data_di
     shot = json.loads(train.read_text(encoding="utf-8").splitlines()[0])
     assert task._with_shots(question) == [question[0], {"role": "user", "content": shot["question"]},
                                           {"role": "assistant", "content": shot["answer"]}, question[1]]
-    records = [json.loads(line) for line in (results.parent / "gsm8k" / "gsm8k.jsonl").open()]
+    records = [json.loads(line) for line in next(results.parent.glob("samples_gsm8k_*.jsonl")).open()]
     assert records[0]["answer"] == "18" and records[0]["messages"][0]["content"].startswith("Janet")

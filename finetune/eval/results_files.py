@@ -23,7 +23,7 @@ from typing import Any
 _TARGET_KEYS = ("label", "labels", "reference", "references", "gold", "target")
 _RESPONSE_KEYS = ("prediction", "predicted", "output")
 # Per-row numbers of the model's answer: not part of the document that was scored.
-_RESPONSE_DETAILS = ("score", "scores", "loss", "tokens")
+_RESPONSE_DETAILS = ("score", "scores", "loss", "tokens", "answer_strict", "answer_flexible")
 
 
 def date_id(moment: datetime | None = None) -> str:

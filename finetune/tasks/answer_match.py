@@ -68,3 +68,13 @@ def answer_scores(predictions: list[str], references: list[str], records: list[d
             records[index].update(answer=gold, answer_strict=taken[0], answer_flexible=taken[1])
     count = max(len(predictions), 1)
     return {"exact_match_strict": strict / count, "exact_match_flexible": flexible / count}
+
+
+def answer_hits(records: list[dict[str, Any]]) -> dict[str, list[float]] | None:
+    """Per reply, 1.0 where its strict / flexible answer is the reference's (the records answer_scores filled in),
+    for bootstrap standard errors; None when the records carry no answers."""
+    if not records or any("answer_strict" not in record for record in records):
+        return None
+    return {f"exact_match_{kind}": [float(normalise(record[f"answer_{kind}"]) == record["answer"])
+                                     for record in records] for kind in ("strict", "flexible")}
+

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError
 from finetune.tasks import metrics as metric_registry
-from finetune.tasks.answer_match import answer_scores, has_final_answers
+from finetune.tasks.answer_match import answer_hits, answer_scores, has_final_answers
 from finetune.tasks.base import PredictRequest, Task, TaskFamily
 from finetune.tasks.chat_format import (
     ChatLayout,
@@ -283,6 +284,19 @@ class ChatSupport(Task):
             metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
         write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
         return metrics
+
+    def resampling_scorer(self, records: list[dict[str, Any]]) -> Callable[[Sequence[int]], dict[str, float]] | None:
+        if self.format != "chat" or not records or any("reference" not in record for record in records):
+            return super().resampling_scorer(records)
+        texts = metric_registry.resampling_scorer(["bleu", "rouge"], [r["prediction"] for r in records],
+                                                  [r["reference"] for r in records])
+        hits = answer_hits(records) or {}
+
+        def score(rows: Sequence[int]) -> dict[str, float]:
+            means = {name: sum(values[row] for row in rows) / len(rows) for name, values in hits.items()}
+            return {**texts(rows), **means}
+
+        return score
 
     def _with_shots(self, messages: Messages) -> Messages:
         """The conversation after data.few_shot example exchanges (after its system turn, if any)."""
