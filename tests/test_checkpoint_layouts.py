@@ -205,9 +205,10 @@ def test_a_partial_newest_checkpoint_is_skipped_with_a_warning(tmp_path, caplog)
     (run / "checkpoint-9" / "scheduler.pt").unlink()
     with caplog.at_level(logging.WARNING, logger="finetune"):
         assert resolve_resume(run, True) == run / "checkpoint-2"
-    assert (f"Skipping {run / 'checkpoint-10'}: the optimizer state is missing or empty (a partial write?). "
-            f"Trying the one before.") in caplog.text
-    assert f"Skipping {run / 'checkpoint-9'}: scheduler.pt is missing or empty" in caplog.text
+    assert caplog.messages == [
+        f"Skipping {run / 'checkpoint-10'}: the optimizer state is missing or empty (a partial write?). Trying the "
+        f"one before.",
+        f"Skipping {run / 'checkpoint-9'}: scheduler.pt is missing or empty (a partial write?). Trying the one before."]
 
 
 def test_no_complete_checkpoint_starts_over_with_a_warning(tmp_path, caplog):
@@ -216,7 +217,7 @@ def test_no_complete_checkpoint_starts_over_with_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="finetune"):
         assert latest_complete_checkpoint(run) is None
         assert resolve_resume(run, True) is None
-    assert f"No complete checkpoint in {run}: starting from the beginning." in caplog.text
+    assert caplog.messages[-1] == f"No complete checkpoint in {run}: starting from the beginning."
 
 
 def test_resume_into_a_missing_run_starts_over(tmp_path, caplog):
@@ -233,6 +234,12 @@ def test_a_named_checkpoint_is_resumed_even_if_not_the_newest(tmp_path):
     run = run_with(tmp_path, 2, 4)
     assert resolve_resume(run, "checkpoint-2") == run / "checkpoint-2"
     assert resolve_resume(run, str(run / "checkpoint-2")) == run / "checkpoint-2"  # a path works too
+
+
+def test_a_checkpoint_path_relative_to_the_current_folder(tmp_path, monkeypatch):
+    run_with(tmp_path, 2, 4)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_resume(Path("run"), "run/checkpoint-2") == Path("run/checkpoint-2")
 
 
 def test_a_named_checkpoint_that_does_not_exist_lists_the_ones_that_do(tmp_path):
@@ -269,6 +276,14 @@ def trainer_control():
     return TrainerControl()
 
 
+def first_ctrl_c(callback) -> None:
+    """The first Ctrl-C must not abort; fail the test (not the session) when it does."""
+    try:
+        callback._handle(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        pytest.fail("the first Ctrl-C aborted training instead of saving a checkpoint")
+
+
 def test_first_ctrl_c_saves_and_stops_second_aborts(sigint, caplog):
     callback = interrupt_callback()
     control = trainer_control()
@@ -277,8 +292,8 @@ def test_first_ctrl_c_saves_and_stops_second_aborts(sigint, caplog):
     assert callback.on_step_end(None, None, control) is control
     assert not control.should_save and not control.should_training_stop  # no Ctrl-C: training goes on
     with caplog.at_level(logging.WARNING, logger="finetune"):
-        callback._handle(signal.SIGINT, None)
-    assert "Interrupted: saving a checkpoint at the end of this step (Ctrl-C again to abort)." in caplog.text
+        first_ctrl_c(callback)
+    assert caplog.messages == ["Interrupted: saving a checkpoint at the end of this step (Ctrl-C again to abort)."]
     callback.on_step_end(None, None, control)
     assert control.should_save and control.should_training_stop
     with pytest.raises(KeyboardInterrupt):
@@ -290,7 +305,7 @@ def test_second_ctrl_c_falls_back_to_the_default_handler(sigint):
     callback = interrupt_callback()
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # getsignal then returns a falsy 0
     callback.on_train_begin(None, None, trainer_control())
-    callback._handle(signal.SIGINT, None)
+    first_ctrl_c(callback)
     with pytest.raises(KeyboardInterrupt):
         callback._handle(signal.SIGINT, None)
     assert signal.getsignal(signal.SIGINT) == signal.default_int_handler

@@ -7,11 +7,13 @@ The end-to-end versions through the CLI are tests/test_trust_overwrite.py and te
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
 import socket
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,7 +84,8 @@ def test_recipe_of_a_run_or_of_its_checkpoint(tmp_path):
     shutil.copy(Path(__file__).parents[1] / "recipes" / "glue" / "cola.yaml", run / "recipe.yaml")
     assert rd.recipe_file_of(run) == run / "recipe.yaml"
     assert rd.recipe_file_of(run / "checkpoint-2") == run / "recipe.yaml"
-    assert rd.run_recipe(run / "checkpoint-2") is not None
+    recipe = rd.run_recipe(run / "checkpoint-2")
+    assert recipe is not None and recipe.data.dataset == "glue/cola"
     (run / "checkpoint-2" / "recipe.yaml").write_text("own: 1\n")
     assert rd.recipe_file_of(run / "checkpoint-2") == run / "checkpoint-2" / "recipe.yaml"  # its own comes first
     (tmp_path / "deep" / "a" / "b").mkdir(parents=True)
@@ -265,6 +268,9 @@ def test_a_checkpoint_inside_an_unfinished_run_loads(tmp_path):
     checkpoint = model(run / "checkpoint-2", tokenizer=None)
     (run / "tokenizer_config.json").write_text("{}")
     assert rd.require_model_folder(checkpoint) == checkpoint
+    (checkpoint / "model.safetensors").write_bytes(b"")  # its own weights are checked, not the run's
+    with pytest.raises(UserError, match="checkpoint-2 is not a complete model: model.safetensors is empty"):
+        rd.require_model_folder(checkpoint)
 
 
 def test_an_incomplete_model_is_refused_with_its_problem(tmp_path):
@@ -282,6 +288,9 @@ def test_the_marker_names_the_run(tmp_path):
     marker = rd.run_marker(tmp_path)
     assert marker is not None and marker["run_id"] == run_id and len(run_id) == 12
     assert set(marker) == {"run_id", "created", "finetune"}
+    created = datetime.datetime.fromisoformat(marker["created"])
+    assert created.utcoffset() == datetime.timedelta(0)  # UTC, to the second
+    assert abs(datetime.datetime.now(datetime.timezone.utc) - created) < datetime.timedelta(days=1)
     assert rd.mark_run_dir(tmp_path) != run_id  # a new id for each run
 
 
@@ -369,6 +378,8 @@ def test_a_run_that_never_trained_is_reused_without_overwrite(tmp_path):
     (tmp_path / "recipe.yaml").write_text("task: x\n")
     (tmp_path / ".finetune.lock").write_text("")
     assert rd.inspect_run_dir(tmp_path, overwrite=False) == "unstarted"
+    (tmp_path / ".finetune.owner").write_text("{}")  # every file an unstarted run can leave
+    assert rd.inspect_run_dir(tmp_path, overwrite=False) == "unstarted"
     (tmp_path / "trainer_state.json").write_text("{}")
     assert rd.inspect_run_dir(tmp_path, overwrite=True) == "replace"
 
@@ -410,8 +421,12 @@ def test_a_runs_own_recipe_is_not_protected_from_it(tmp_path):
     (run / ".finetune-run").unlink()  # unmarked: the recipe is the user's
     assert "contains the recipe" in refusal(run, protected={"the recipe": run / "recipe.yaml"})
     rd.mark_run_dir(run)
+    data = run / "checkpoint-2" / "train.csv"  # retraining from runs/x/recipe.yaml: its data is still checked
+    data.parent.mkdir()
+    data.write_text("x")
+    assert "contains the training data" in refusal(run, protected={"the recipe": run / "recipe.yaml",
+                                                                     "the training data": data})
     other = run / "checkpoint-2" / "recipe.yaml"
-    other.parent.mkdir()
     other.write_text("x")
     assert "contains the recipe" in refusal(run, protected={"the recipe": other})
 
@@ -446,6 +461,16 @@ def test_prepare_clears_an_unstarted_run_and_leaves_a_new_one(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_prepare_checks_the_protected_paths(tmp_path):
+    run = finished_run(tmp_path / "run")
+    data = run / "predictions" / "mine.jsonl"
+    data.parent.mkdir()
+    data.write_text("x")
+    with pytest.raises(UserError, match="contains the evaluation data"):
+        rd.prepare_run_dir(run, overwrite=True, protected={"the evaluation data": data})
+    assert data.exists()
+
+
 def test_clear_removes_only_what_finetune_wrote(tmp_path):
     run = finished_run(tmp_path / "run")
     (run / "notes.txt").write_text("mine")
@@ -464,10 +489,13 @@ def test_move_into_puts_every_file_in_place_and_drops_staging(tmp_path):
     (staging / "sub").mkdir(parents=True)
     (staging / "config.json").write_text("new")
     (staging / "sub" / "a.txt").write_text("a")
+    (staging / "sub" / "deeper").mkdir()
+    (staging / "sub" / "deeper" / "b.txt").write_text("b")
     (run / "config.json").write_text("old")
     rd.move_into(staging, run)
     assert (run / "config.json").read_text() == "new"
     assert (run / "sub" / "a.txt").read_text() == "a"
+    assert (run / "sub" / "deeper" / "b.txt").read_text() == "b"
     assert not staging.exists()
 
 
@@ -489,6 +517,8 @@ def test_disk_space_is_checked_before_training(tmp_path):
     assert str(error.value).startswith(f"Not enough disk space for {tmp_path}: a checkpoint and the final model "
                                        f"need about {needed / 1e9:.2f} GB, ")
     assert str(error.value).endswith(" GB is free. Free some space or choose another --output-dir.")
+    shown_free = float(str(error.value).split("GB, ")[1].split(" GB is free")[0])
+    assert abs(shown_free - shutil.disk_usage(tmp_path).free / 1e9) < 1.0  # others write to this disk meanwhile
     rd.ensure_disk_space(tmp_path, parameters=too_many, freed=needed)  # what --overwrite frees counts
     with pytest.raises(UserError):
         rd.ensure_disk_space(tmp_path, parameters=free // 16 + 1)
@@ -505,7 +535,7 @@ def test_the_lock_creates_the_folder_and_names_its_holder(tmp_path):
         owner = json.loads((run / ".finetune.owner").read_text())
         assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
         described = holder(run)
-        assert described is not None and described.startswith(f"process {os.getpid()} on {socket.gethostname()} (")
+        assert described == f"process {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:120]})"
         with pytest.raises(UserError) as error:
             RunLock(run).acquire()
         assert str(error.value) == (f"{run} is being written by {described}. Wait for it to finish, or choose "
@@ -561,6 +591,14 @@ def test_release_can_remove_the_folder_it_created(tmp_path):
     assert sorted(path.name for path in run.iterdir()) == ["recipe.yaml"]  # lock files gone, the user's kept
     RunLock(run).acquire().release()
     assert (run / ".finetune.lock").exists()  # a plain release keeps the lock file
+
+
+def test_release_after_the_lock_files_were_removed(tmp_path):
+    lock = RunLock(tmp_path / "run").acquire()
+    (tmp_path / "run" / ".finetune.owner").unlink()
+    (tmp_path / "run" / ".finetune.lock").unlink()
+    lock.release(remove_dir=True)  # someone cleaned up already: nothing to complain about
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_lock_file_that_cannot_be_opened_has_no_holder(tmp_path):
