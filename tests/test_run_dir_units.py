@@ -489,13 +489,13 @@ def test_move_into_puts_every_file_in_place_and_drops_staging(tmp_path):
     (staging / "sub").mkdir(parents=True)
     (staging / "config.json").write_text("new")
     (staging / "sub" / "a.txt").write_text("a")
-    (staging / "sub" / "deeper").mkdir()
-    (staging / "sub" / "deeper" / "b.txt").write_text("b")
+    (staging / "only" / "deeper").mkdir(parents=True)  # a folder with no file of its own, then a file below
+    (staging / "only" / "deeper" / "b.txt").write_text("b")
     (run / "config.json").write_text("old")
     rd.move_into(staging, run)
     assert (run / "config.json").read_text() == "new"
     assert (run / "sub" / "a.txt").read_text() == "a"
-    assert (run / "sub" / "deeper" / "b.txt").read_text() == "b"
+    assert (run / "only" / "deeper" / "b.txt").read_text() == "b"
     assert not staging.exists()
 
 
