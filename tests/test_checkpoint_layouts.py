@@ -57,6 +57,17 @@ def fsdp_sharded(folder: Path) -> Path:
     return folder
 
 
+def fsdp_local(folder: Path) -> Path:
+    """FSDP with local state dicts (no distributed checkpoint): one model and one optimizer file per rank."""
+    write(folder / "trainer_state.json", b'{"global_step": 4}')
+    for rank in (0, 1):
+        write(folder / f"pytorch_model_fsdp_rank{rank}.bin")
+        write(folder / f"optimizer_0_rank{rank}.bin")
+        write(folder / f"rng_state_{rank}.pth")
+    write(folder / "scheduler.pt")
+    return folder
+
+
 def deepspeed(folder: Path, zero3: bool = False) -> Path:
     """DeepSpeed: `latest` names global_stepN with the optimizer (and ZeRO-3's model) states; no scheduler.pt."""
     write(folder / "trainer_state.json", b'{"global_step": 4}')
@@ -69,7 +80,8 @@ def deepspeed(folder: Path, zero3: bool = False) -> Path:
     return folder
 
 
-LAYOUTS = {"plain": plain, "fsdp-full": fsdp_full, "fsdp-sharded": fsdp_sharded, "deepspeed": deepspeed,
+LAYOUTS = {"plain": plain, "fsdp-full": fsdp_full, "fsdp-sharded": fsdp_sharded, "fsdp-local": fsdp_local,
+           "deepspeed": deepspeed,
            "zero3": lambda folder: deepspeed(folder, zero3=True)}
 
 
@@ -100,6 +112,7 @@ BROKEN = [
     ("fsdp-sharded", "pytorch_model_fsdp_0/__0_0.distcp", "no model weights"),
     ("fsdp-sharded", "optimizer_0/__0_0.distcp", "the optimizer state is missing or empty"),
     ("fsdp-sharded", "scheduler.pt", "scheduler.pt is missing or empty"),
+    ("fsdp-local", "scheduler.pt", "scheduler.pt is missing or empty"),
     ("zero3", f"{DEEPSPEED_STATE}/zero_pp_rank_0_mp_rank_00_model_states.pt", "no model weights"),
     ("deepspeed", "model.safetensors", None),  # ZeRO-1/2 weights also live in the model states
     ("deepspeed", "rng_state_0.pth", "no RNG state"),
