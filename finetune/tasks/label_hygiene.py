@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from finetune.errors import UserError, preview
+from finetune.errors import UserError, preview, shorten
 
 logger = logging.getLogger("finetune")
 
@@ -20,13 +20,13 @@ def refuse_label_variants(values: Iterable[Any], column: str) -> None:
     """Labels that differ only by case or surrounding spaces ('positive', 'Positive ', 'POSITIVE') are almost
     always one class written several ways; training them as separate classes fails silently, so refuse."""
     groups: dict[str, list[str]] = {}
-    for value in values:
+    for value in dict.fromkeys(values):  # a repeated spelling is one class, not a variant
         if isinstance(value, str):
             groups.setdefault(value.strip().casefold(), []).append(value)
     clashes = [sorted(group) for group in groups.values() if len(group) > 1]
     if clashes:
         shown = "; ".join(" / ".join(repr(variant) for variant in group[:4]) for group in clashes[:3])
-        raise UserError(f"Labels in column '{column}' differ only by case or spaces: {preview(shown, 300)}. "
+        raise UserError(f"Labels in column '{column}' differ only by case or spaces: {shorten(shown, 300)}. "
                         f"Write each class one way in the data (or list the classes in data.label_names).")
 
 

@@ -39,7 +39,7 @@ def label_permutation(is_regression: bool, data_labels: list[str], config: Any, 
     """data label id -> checkpoint label id, matched by name; None when they already agree."""
     if is_regression or config.num_labels == 1:
         if is_regression != (config.num_labels == 1):
-            kind = "a regression (one score)" if is_regression else f"{len(data_labels)}-class"
+            kind = "a regression (one score)" if is_regression else f"a {len(data_labels)}-class"
             raise UserError(f"{checkpoint} has {config.num_labels} output(s) but the data is {kind} task. "
                             f"Evaluate a checkpoint trained for this task.")
         return None
