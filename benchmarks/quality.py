@@ -27,6 +27,7 @@ mean over seeds, the spread (max - min), and the training time.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -51,7 +52,7 @@ OLD_DEFAULTS = ["train.learning_rate=2e-5", "train.warmup_ratio=0"]
 
 
 def finetune_worker(task: str, model: str, data_dir: str, train_samples: int, seed: int,
-                    overrides: list[str]) -> dict[str, Any]:
+                    overrides: list[str], epochs: float | None = None) -> dict[str, Any]:
     import os
 
     os.environ["FINETUNE_VERBOSITY"] = "quiet"
@@ -73,7 +74,7 @@ def finetune_worker(task: str, model: str, data_dir: str, train_samples: int, se
 
 
 def trainer_worker(task: str, model: str, data_dir: str, train_samples: int, seed: int, style: str,
-                   time_limit: float | None) -> dict[str, Any]:
+                   time_limit: float | None, epochs: float | None = None) -> dict[str, Any]:
     import numpy as np
     from scipy.stats import pearsonr
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
@@ -124,6 +125,8 @@ def trainer_worker(task: str, model: str, data_dir: str, train_samples: int, see
     options: dict[str, Any] = {}  # transformers' defaults: lr 5e-5, batch 8, 3 epochs, linear, no warm-up
     if style == "run_glue":
         options = {"per_device_train_batch_size": 32, "learning_rate": 2e-5}
+    if epochs:
+        options["num_train_epochs"] = epochs
     with tempfile.TemporaryDirectory() as output_dir:
         args = TrainingArguments(output_dir=output_dir, seed=seed, eval_strategy="no", save_strategy="no",
                                  report_to="none", disable_tqdm=True, logging_steps=50, **options)
@@ -158,6 +161,7 @@ def main() -> None:
     parser.add_argument("--trainer-max", type=int, default=512,
                         help="largest budget the equal-data Trainer runs at (2.4x slower than finetune per example "
                              "on CPU, benchmarks/train_throughput.py) [512]")
+    parser.add_argument("--epochs", type=float, help="train every variant this many epochs [each one's default: 3]")
     parser.add_argument("--quick", action="store_true", help="SST-2 at 512 examples only")
     options = parser.parse_args()
     if options.quick:
@@ -191,11 +195,13 @@ def main() -> None:
                     if name == "trainer_time" and finetune_time is None:
                         continue
                     config = {"task": task, "model": model, "data_dir": data_dir, "train_samples": budget,
-                              "seed": seed}
+                              "seed": seed, "epochs": options.epochs}
                     load.sample()
                     try:
                         if name.startswith("finetune"):
                             overrides = OLD_DEFAULTS if name == "finetune_old" else []
+                            if options.epochs:
+                                overrides = [*overrides, f"train.epochs={options.epochs}"]
                             measured = run_worker(__file__, "finetune", {**config, "overrides": overrides})
                         else:
                             measured = run_worker(__file__, "trainer", {
@@ -222,7 +228,9 @@ def main() -> None:
     table = markdown_table(["task", "train examples", "variant", "metric", "dev score (mean)", "spread", "seeds",
                             "learning rate", "steps", "training s"], rows)
     notes = [f"model all-MiniLM-L6-v2; GLUE {', '.join(tasks)}: the first N training examples, the full dev set; "
-             f"seeds {', '.join(map(str, seeds))}; spread = max - min over seeds",
+             f"seeds {', '.join(map(str, seeds))}; spread = max - min over seeds; "
+             + (f"{options.epochs:g} epoch(s) for every variant" if options.epochs else "3 epochs (every variant's "
+                "default)") + f"; torch threads per run: {os.environ.get('OMP_NUM_THREADS', 'torch default')}",
              "finetune: the best epoch's checkpoint (as `finetune classify` keeps it); Trainer baselines: the last "
              "step; equal wall-clock: the Trainer stopped after finetune's training time (same task, budget, seed)",
              load.note()]

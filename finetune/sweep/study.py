@@ -37,7 +37,8 @@ def require_optuna() -> Any:
             from error
     import warnings
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # A failed trial is reported by the sweep itself (its error, or Ctrl-C), not by Optuna's traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Heartbeats (failing the trials of killed workers) are "experimental" in Optuna 4-5: nothing a user can act on.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
@@ -136,12 +137,18 @@ def pruning_callback(trial: Any, metric: str) -> Any:
     class ReportToTrial(TrainerCallback):
         pruned_at: int | None = None
 
+        def __init__(self) -> None:
+            self.reported: set[int] = set()
+
         def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
                         **kwargs: Any) -> None:
             if not metrics or metric not in metrics:
                 return
             # Epochs as steps (1, 2, ...) so trials with other batch sizes compare at the same point.
             step = round(state.epoch) if args.eval_strategy == "epoch" else state.global_step
+            if step in self.reported:  # the final evaluation of the kept checkpoint, after training
+                return
+            self.reported.add(step)
             trial.report(float(metrics[metric]), step)
             if trial.should_prune():
                 self.pruned_at = step
@@ -162,7 +169,12 @@ def run_trial(settings: SweepSettings, trial: Any) -> float:
     shown = ", ".join(f"{key.split('.')[-1]}={_short(value)}" for key, value in values.items())
     print(f"sweep: trial {trial.number} starts: {shown}", file=sys.stderr, flush=True)
     callback = pruning_callback(trial, settings.metric) if settings.pruning else None
-    result = run(recipe, callbacks=[callback] if callback else None)
+    try:
+        result = run(recipe, callbacks=[callback] if callback else None)
+    except TrainingInterrupted:
+        print(f"sweep: trial {trial.number} interrupted (Ctrl-C): recorded as failed, not counted.",
+              file=sys.stderr, flush=True)
+        raise
     if settings.metric not in result.metrics:
         raise UserError(f"the run wrote no {settings.metric} (metrics: {', '.join(sorted(result.metrics))[:200]}): "
                         f"set train.metric_for_best_model to one of its evaluation metrics.")
