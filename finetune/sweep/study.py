@@ -199,14 +199,22 @@ def work(settings: SweepSettings, worker: int = 0) -> None:
 
     from finetune.console import VERBOSITY_VARIABLE, verbosity
 
-    if verbosity() != "verbose":  # one line per trial, not every trial's training log (--verbose shows them)
-        os.environ[VERBOSITY_VARIABLE] = "quiet"
     study = open_study(settings, worker)
     # Running trials count too, so workers that finish together do not both start one more than asked.
-    enough = MaxTrialsCallback(settings.trials, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
-    if len(study.get_trials(deepcopy=False, states=enough._states)) >= settings.trials:
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    if len(study.get_trials(deepcopy=False, states=states)) >= settings.trials:
         return
-    study.optimize(lambda trial: run_trial(settings, trial), callbacks=[enough], gc_after_trial=True)
+    previous = os.environ.get(VERBOSITY_VARIABLE)
+    if verbosity() != "verbose":  # one line per trial, not every trial's training log (--verbose shows them)
+        os.environ[VERBOSITY_VARIABLE] = "quiet"
+    try:
+        study.optimize(lambda trial: run_trial(settings, trial), callbacks=[MaxTrialsCallback(settings.trials, states)],
+                       gc_after_trial=True)
+    finally:
+        if previous is None:
+            os.environ.pop(VERBOSITY_VARIABLE, None)
+        else:
+            os.environ[VERBOSITY_VARIABLE] = previous
 
 
 def run_workers(settings: SweepSettings, workers: int) -> None:
