@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from finetune.training.defaults import default_learning_rate
+from finetune.config.loading import load_recipe
+from finetune.training.defaults import default_learning_rate, with_default_learning_rate
 from tests.helpers import write_csv
 
 
@@ -22,6 +23,17 @@ from tests.helpers import write_csv
 ])
 def test_the_default_learning_rate_falls_with_model_size(parameters, lora, rate):
     assert default_learning_rate(parameters, lora) == rate
+
+
+@pytest.mark.parametrize(("overrides", "rate", "warmup"), [
+    ([], 1e-4, 0.1),  # the policy: the size's rate, warmed up over 10% of the steps
+    (["train.learning_rate=3e-5"], 3e-5, 0.0),  # the user's rate, and the schedule it always had (no warm-up)
+    (["train.learning_rate=3e-5", "train.warmup_ratio=0.06"], 3e-5, 0.06),
+    (["train.warmup_ratio=0"], 1e-4, 0.0),  # the size's rate, the user's warm-up
+])
+def test_values_the_user_sets_are_kept(overrides, rate, warmup):
+    recipe = with_default_learning_rate(load_recipe(overrides=overrides), total_parameters=22_700_000)
+    assert (recipe.train.learning_rate, recipe.train.warmup_ratio) == (rate, warmup)
 
 
 def test_a_run_without_a_learning_rate_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):

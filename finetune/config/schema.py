@@ -185,7 +185,8 @@ class TrainSection(_Section):
     eval_batch_size: int | None = Field(None, gt=0, description="Evaluation batch size. Default: 2 x batch_size.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Steps whose gradients add up before an update.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
+    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Share of steps spent warming the learning "
+                                       "rate up. Default: 0.1 with the default learning rate, 0 with one you set.")
     lr_scheduler: str = Field("linear", description="transformers scheduler name: linear, cosine, constant, ...")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for model initialisation and data order.")
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate.")

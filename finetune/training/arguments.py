@@ -177,7 +177,8 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         per_device_eval_batch_size=train.eval_batch_size or 2 * train.batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
+        # A float below 1 is a ratio of the total steps in transformers 5; None before run() fills it in.
+        warmup_steps=train.warmup_ratio or 0.0,
         lr_scheduler_type=train.lr_scheduler,
         seed=train.seed,
         data_seed=train.seed,
