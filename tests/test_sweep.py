@@ -172,3 +172,28 @@ def test_without_optuna_the_message_names_the_extra(cli, recipe_file, tmp_path, 
     result = cli(["sweep", recipe_file, "--trials", 1, "--output-dir", tmp_path / "sweep"])
     assert result.exit_code == 2
     assert "pip install 'finetune[sweep]'" in result.output
+
+
+def test_ctrl_c_stops_the_running_trial_and_the_same_command_continues(recipe_file, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "finetune", "sweep", str(recipe_file), "--trials", "1", "--output-dir",
+               str(sweep_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*command, "--param", "train.epochs=200"], stderr=subprocess.PIPE, text=True, env=env)
+    for line in process.stderr:  # wait until the trial runs, then Ctrl-C
+        if "trial 0 starts" in line:
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=300) == 130, rest
+    assert "run the same command again to continue" in rest
+    assert [trial.state.name for trial in study_trials(sweep_dir)] == ["FAIL"]  # stopped, not counted
+    assert "fail" in (sweep_dir / "leaderboard.csv").read_text()
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert [trial.state.name for trial in study_trials(sweep_dir)] == ["FAIL", "COMPLETE"]
