@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -157,7 +158,22 @@ def pruning_callback(trial: Any, metric: str) -> Any:
     return ReportToTrial()
 
 
-def run_trial(settings: SweepSettings, trial: Any) -> float:
+def stop_callback(stop: dict[str, bool]) -> Any:
+    """A TrainerCallback that ends training at the next step once Ctrl-C asked the sweep to stop (outside the
+    training loop, where the run's own Ctrl-C handling is not installed yet)."""
+    from transformers import TrainerCallback
+
+    class StopOnRequest(TrainerCallback):
+        stopped = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if stop["requested"]:
+                self.stopped = control.should_training_stop = True
+
+    return StopOnRequest()
+
+
+def run_trial(settings: SweepSettings, trial: Any, stop: dict[str, bool] | None = None) -> float:
     """Train one trial; its value is the metric of the run's kept (best) checkpoint on the evaluation set."""
     optuna = require_optuna()
     from finetune.training.run import run
@@ -169,12 +185,17 @@ def run_trial(settings: SweepSettings, trial: Any) -> float:
     shown = ", ".join(f"{key.split('.')[-1]}={_short(value)}" for key, value in values.items())
     print(f"sweep: trial {trial.number} starts: {shown}", file=sys.stderr, flush=True)
     callback = pruning_callback(trial, settings.metric) if settings.pruning else None
+    stopper = stop_callback(stop if stop is not None else {"requested": False})
     try:
-        result = run(recipe, callbacks=[callback] if callback else None)
+        result = run(recipe, callbacks=[stopper, *([callback] if callback else [])])
     except TrainingInterrupted:
         print(f"sweep: trial {trial.number} interrupted (Ctrl-C): recorded as failed, not counted.",
               file=sys.stderr, flush=True)
         raise
+    if stopper.stopped:
+        print(f"sweep: trial {trial.number} stopped (Ctrl-C): recorded as failed, not counted.",
+              file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
     if settings.metric not in result.metrics:
         raise UserError(f"the run wrote no {settings.metric} (metrics: {', '.join(sorted(result.metrics))[:200]}): "
                         f"set train.metric_for_best_model to one of its evaluation metrics.")
@@ -207,14 +228,38 @@ def work(settings: SweepSettings, worker: int = 0) -> None:
     previous = os.environ.get(VERBOSITY_VARIABLE)
     if verbosity() != "verbose":  # one line per trial, not every trial's training log (--verbose shows them)
         os.environ[VERBOSITY_VARIABLE] = "quiet"
+    # Ctrl-C outside a trial's training loop (loading, evaluating, between trials) only asks to stop: no trial
+    # starts after it, and the running one ends at its next step. Inside the loop the run's own handler saves a
+    # checkpoint and stops. A second Ctrl-C aborts at once.
+    stop = {"requested": False}
+    handler = None
+
+    def request_stop(signum: int, frame: Any) -> None:
+        if stop["requested"]:
+            signal.signal(signal.SIGINT, handler or signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("sweep: stopping: no new trial starts, the running one stops at its next step (Ctrl-C again to "
+              "abort).", file=sys.stderr, flush=True)
+
     try:
-        study.optimize(lambda trial: run_trial(settings, trial), callbacks=[MaxTrialsCallback(settings.trials, states)],
+        handler = signal.signal(signal.SIGINT, request_stop)
+    except ValueError:  # not the main thread: leave signals alone
+        handler = None
+    try:
+        study.optimize(lambda trial: run_trial(settings, trial, stop),
+                       callbacks=[MaxTrialsCallback(settings.trials, states),
+                                  lambda study, trial: study.stop() if stop["requested"] else None],
                        gc_after_trial=True)
     finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
         if previous is None:
             os.environ.pop(VERBOSITY_VARIABLE, None)
         else:
             os.environ[VERBOSITY_VARIABLE] = previous
+    if stop["requested"]:
+        raise KeyboardInterrupt
 
 
 def run_workers(settings: SweepSettings, workers: int) -> None:
