@@ -190,12 +190,14 @@ class PeftSection(_Section):
 class TrainSection(_Section):
     epochs: float = Field(3.0, gt=0, le=100_000, description="Passes over the training data.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
-    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate of AdamW.")
+    learning_rate: float | None = Field(None, gt=0, description="Peak learning rate of AdamW. Default: by model "
+                                        "size: 1e-4 under 50M parameters, 5e-5 to 200M, 2e-5 above; LoRA 2e-4.")
     batch_size: int = Field(32, gt=0, description="Training examples per device per step.")
     eval_batch_size: int | None = Field(None, gt=0, description="Evaluation batch size. Default: 2 x batch_size.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Steps whose gradients add up before an update.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming the learning rate up.")
+    warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Share of steps spent warming the learning "
+                                       "rate up. Default: 0.1 with the default learning rate, 0 with one you set.")
     lr_scheduler: str = Field("linear", description="transformers scheduler name: linear, cosine, constant, ...")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Seed for model initialisation and data order.")
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="When to evaluate.")
@@ -278,6 +280,15 @@ class CardSection(_Section):
                                                          "translation's source and target languages.")
 
 
+class SweepSection(_Section):
+    """`finetune sweep`: what it searches (the training commands ignore this section)."""
+
+    params: dict[str, Any] = Field(default_factory=dict, description="Recipe key -> loguniform(LOW,HIGH), "
+                                   "uniform(LOW,HIGH), int(LOW,HIGH), choice(A,B,...) or a fixed value; replaces the "
+                                   "default space key by key.")
+    trials: int = Field(20, gt=0, description="Trials the study holds when the sweep ends (--trials).")
+
+
 class Recipe(_Section):
     task: str = Field("classification", min_length=1,
                       description="What the model learns to do: classification, summarization, translation, "
@@ -290,6 +301,7 @@ class Recipe(_Section):
     peft: PeftSection = Field(default_factory=PeftSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
     card: CardSection = Field(default_factory=CardSection)
+    sweep: SweepSection = Field(default_factory=SweepSection)
     output_dir: str | None = Field(None, description="Run directory. Default: runs/<task>-<dataset>.")
     push_to_hub: str | None = Field(None, description="Hub repo id (user/name) to upload the finished run to.")
 

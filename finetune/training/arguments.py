@@ -176,12 +176,14 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         output_dir=str(run_dir),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
-        learning_rate=train.learning_rate,
+        # None only before the model is loaded (run() fills in the size-based default): the Trainer's own rate.
+        learning_rate=train.learning_rate if train.learning_rate is not None else 5e-5,
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.eval_batch_size or 2 * train.batch_size,
         gradient_accumulation_steps=train.gradient_accumulation_steps,
         weight_decay=train.weight_decay,
-        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio of the total steps in transformers 5
+        # A float below 1 is a ratio of the total steps in transformers 5; None before run() fills it in.
+        warmup_steps=train.warmup_ratio or 0.0,
         lr_scheduler_type=train.lr_scheduler,
         seed=train.seed,
         data_seed=train.seed,

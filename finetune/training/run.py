@@ -39,6 +39,7 @@ from finetune.outputs.run_dir import (
 from finetune.tasks import get_task
 from finetune.training.arguments import build_training_arguments, check_trackers
 from finetune.training.checkpoints import interrupt_callback, resolve_resume
+from finetune.training.defaults import with_default_learning_rate
 from finetune.training.distributed import barrier, is_main_process
 from finetune.training.trainer import configure_library_logging, evaluating_in_order
 
@@ -62,9 +63,11 @@ def protected_paths(recipe: Recipe, recipe_file: Path | None = None) -> dict[str
     return {what: Path(str(path)).expanduser() for what, path in candidates.items() if path}
 
 
-def run(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None) -> RunResult:
+def run(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None,
+        callbacks: list[Any] | None = None) -> RunResult:
     """Train, evaluate and save one run. Nothing in the run directory is removed or written until the recipe, the
-    data, the labels, the model and the tokenizer have all loaded, and only one process writes a run at a time."""
+    data, the labels, the model and the tokenizer have all loaded, and only one process writes a run at a time.
+    `callbacks`: more TrainerCallbacks (finetune sweep's pruning)."""
     run_dir = recipe.resolved_output_dir()
     # Before the run directory is touched: a start that fails here leaves nothing that blocks the re-run.
     check_trackers(recipe.train.report_to)
@@ -89,7 +92,7 @@ def run(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = None
         if lock is not None and state != "resume":
             # Again, under the lock: another run may have finished in the folder since the first look.
             state = inspect_run_dir(run_dir, overwrite, protected_paths(recipe, recipe_file))
-        result = _run_locked(recipe, run_dir, state)
+        result = _run_locked(recipe, run_dir, state, callbacks or [])
     except BaseException:
         if lock is not None:
             # A run that fails before training leaves nothing that blocks the corrected command: only the folder
@@ -116,7 +119,7 @@ def _started(run_dir: Path) -> bool:
     return False
 
 
-def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
+def _run_locked(recipe: Recipe, run_dir: Path, state: str, callbacks: list[Any]) -> RunResult:
     barrier()  # the other processes wait until the main one has checked the run directory and holds its lock
     resume_from = resolve_resume(run_dir, recipe.train.resume)
 
@@ -136,6 +139,8 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
     from finetune.models.lora import parameter_counts
 
     parameters = parameter_counts(model)  # trainable vs total: what LoRA saves
+    # No learning rate in the recipe: the model's size chooses it (defaults.py); recipe.yaml and the card record it.
+    recipe = with_default_learning_rate(recipe, parameters["total_parameters"])
 
     train_set = task.tokenize(data.train, tokenizer)
     eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
@@ -165,7 +170,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str) -> RunResult:
         processing_class=tokenizer,
         data_collator=task.data_collator(tokenizer),
         compute_metrics=task.compute_metrics if eval_sets else None,
-        callbacks=[interrupt := interrupt_callback()],
+        callbacks=[interrupt := interrupt_callback(), *callbacks],
     )
     if "tensorboard" in args.report_to:
         from finetune.compat import keep_tensorboard_events_in

@@ -1,0 +1,55 @@
+"""The default learning rate follows the model's size (training/defaults.py); a rate the user sets is kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from finetune.config.loading import load_recipe
+from finetune.training.defaults import default_learning_rate, with_default_learning_rate
+from tests.helpers import write_csv
+
+
+@pytest.mark.parametrize(("parameters", "lora", "rate"), [
+    (22_700_000, False, 1e-4),  # all-MiniLM-L6-v2
+    (49_999_999, False, 1e-4),
+    (50_000_000, False, 5e-5),
+    (110_000_000, False, 5e-5),  # bert-base
+    (200_000_000, False, 5e-5),
+    (335_000_000, False, 2e-5),  # bert-large
+    (335_000_000, True, 2e-4),  # LoRA adapters on any base
+])
+def test_the_default_learning_rate_falls_with_model_size(parameters, lora, rate):
+    assert default_learning_rate(parameters, lora) == rate
+
+
+@pytest.mark.parametrize(("overrides", "rate", "warmup"), [
+    ([], 1e-4, 0.1),  # the policy: the size's rate, warmed up over 10% of the steps
+    (["train.learning_rate=3e-5"], 3e-5, 0.0),  # the user's rate, and the schedule it always had (no warm-up)
+    (["train.learning_rate=3e-5", "train.warmup_ratio=0.06"], 3e-5, 0.06),
+    (["train.warmup_ratio=0"], 1e-4, 0.0),  # the size's rate, the user's warm-up
+])
+def test_values_the_user_sets_are_kept(overrides, rate, warmup):
+    recipe = with_default_learning_rate(load_recipe(overrides=overrides), total_parameters=22_700_000)
+    assert (recipe.train.learning_rate, recipe.train.warmup_ratio) == (rate, warmup)
+
+
+def test_a_run_without_a_learning_rate_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):
+    import torch
+
+    torch.set_num_threads(1)
+    train, validation = sentiment_rows
+    run_dir = tmp_path / "run"
+    result = cli(["classify", "--model", tiny_bert, "--train-file", write_csv(tmp_path / "train.csv", train[:64]),
+                  "--validation-file", write_csv(tmp_path / "validation.csv", validation[:16]), "--epochs", 1,
+                  "--batch-size", 8, "--max-length", 32, "--output-dir", run_dir, "train.logging_steps=1"])
+    assert result.exit_code == 0, result.output
+    recipe = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    assert recipe["train"]["learning_rate"] == 1e-4 and recipe["train"]["warmup_ratio"] == 0.1
+    assert "| learning_rate | 0.0001 |" in (run_dir / "README.md").read_text()  # the model card says it too
+    # 8 steps: the first warms up (10% of the steps, rounded up), then the rate decays linearly from 1e-4.
+    rates = [entry["learning_rate"] for entry in json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+             if "learning_rate" in entry]
+    assert max(rates) == pytest.approx(1e-4) and rates[0] < 1e-4 and rates[-1] < rates[1]
