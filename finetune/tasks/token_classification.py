@@ -160,14 +160,15 @@ class TokenClassificationTask(Task):
         row_of = {int(row): position for position, row in enumerate(order)}
         names = self.written_label_names()
         tokenizer: Any = trainer.processing_class
-        words = raw[self.tokens_column]
-        gold = raw[self.tags_column] if self.tags_column in raw.column_names else None
+        columns = [self.tokens_column, *([self.tags_column] if self.tags_column in raw.column_names else [])]
+        rows = raw.select_columns(columns)[:]  # plain lists, read in one go
+        words = rows[self.tokens_column]
+        gold = rows.get(self.tags_column)
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.recipe.data.max_length)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:
             for row, sentence in enumerate(words):
-                encoded = tokenizer(sentence, is_split_into_words=True, truncation=True,
-                                    max_length=self.recipe.data.max_length)
-                positions = token_labels.first_subtoken_positions(encoded.word_ids())
+                positions = token_labels.first_subtoken_positions(encoded.word_ids(row))
                 position_row = row_of[row]
                 tags: list[str] = []
                 scores: list[float | None] = []
