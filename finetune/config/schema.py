@@ -117,12 +117,15 @@ class DataSection(_Section):
     dataset: str | None = Field(None, description="A Hub dataset id (id or id:config), or a local file or folder.")
     config: str | None = Field(None, description="Hub dataset configuration (subset) name.")
     data_dir: str | None = Field(None, description="Folder with GLUE data on disk (original TSVs or HF parquet).")
-    train_file: str | None = Field(None, description="Local csv/tsv/json/jsonl/parquet/txt file for training.")
+    train_file: str | None = Field(None, description="Local csv/tsv/json/jsonl/parquet/txt or CoNLL (.conll) file "
+                                                     "for training.")
     validation_file: str | None = Field(None, description="Local file for evaluation.")
     test_file: str | None = Field(None, description="Local file to predict on after training.")
     text_columns: list[str] | None = Field(None, description="One column, or two for sentence pairs. Default: guessed.")
     label_column: str | None = Field(None, description="Column with the label. Default: 'label' or the task's.")
     label_names: list[str] | None = Field(None, description="Label order (id 0, 1, ...). Default: from the data.")
+    label_all_tokens: bool = Field(False, description="Token classification: label every sub-token of a word, not "
+                                                      "only the first (the others are ignored by default).")
     train_split: str = Field("train", description="Split to train on.")
     eval_split: str | None = Field(None, description="Split to evaluate on. Default: validation (GLUE: its dev sets).")
     test_split: str | None = Field(None, description="Split to predict on after training. Default: none.")
@@ -291,8 +294,8 @@ class SweepSection(_Section):
 
 class Recipe(_Section):
     task: str = Field("classification", min_length=1,
-                      description="What the model learns to do: classification, summarization, translation, "
-                                  "generation.")
+                      description="What the model learns to do: classification, token_classification, "
+                                  "summarization, translation, generation.")
     description: str | None = Field(None, description="One line on what this recipe is for.")
     model: ModelSection = Field(default_factory=ModelSection)
     data: DataSection = Field(default_factory=DataSection)

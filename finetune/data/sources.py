@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.config.schema import DataSection
+from finetune.data.conll import CONLL_SUFFIXES, read_conll
 from finetune.data.glue import GlueTask, get_glue_task
 from finetune.errors import UserError, did_you_mean
 
@@ -20,7 +21,8 @@ GLUE_HUB_ID = "nyu-mll/glue"
 GLUE_PREFIXES = ("glue/", "nyu-mll/glue/")
 
 # File extension -> `datasets` builder name.
-_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text",
+             **dict.fromkeys(CONLL_SUFFIXES, "conll")}  # token classification: one token and its tag a line
 
 
 @dataclass
@@ -210,6 +212,9 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
         if not path.is_file():
             raise UserError(f"Data file not found: {path}. Check the path (it is relative to {Path.cwd()}).")
         builder = _builder_for(path)
+        if builder == "conll":
+            result[split] = read_conll(path)
+            continue
         if builder != "parquet":
             _require_utf8(path)
         kwargs: dict[str, Any] = {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from finetune.data.conll import CONLL_SUFFIXES, read_conll
 from finetune.errors import UserError
 
 _TABLES = {".csv", ".tsv", ".json", ".jsonl", ".parquet"}
@@ -39,6 +40,8 @@ def _rows(path: Path) -> Iterator[Any]:
             yield from (json.loads(line) for line in handle if line.strip())
     elif suffix == ".json":
         yield from json.loads(path.read_text(encoding="utf-8"))
+    elif suffix in CONLL_SUFFIXES:  # token classification: the words of each sentence, without their tags
+        yield from (" ".join(tokens) for tokens in read_conll(path)["tokens"])
     elif suffix == ".parquet":
         import pyarrow.parquet as parquet
 

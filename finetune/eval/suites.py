@@ -34,7 +34,7 @@ class BenchmarkTask(BaseModel):
     dataset: str | None = Field(None, description="glue/<task>, a Hub id or a local path.")
     config: str | None = Field(None, description="Hub dataset configuration.")
     data_dir: str | None = Field(None, description="GLUE data folder. Default: --data-dir, else the run's.")
-    validation_file: str | None = Field(None, description="A local file to score on.")
+    validation_file: str | None = Field(None, description="A local file to score on (relative: under the data_dir).")
     splits: list[str] | None = Field(None, description="Splits scored. Default: the dataset's evaluation splits.")
     metrics: list[str] | None = Field(None, description="Metrics that make the task score. Default: the task's main.")
     data: dict[str, Any] = Field(default_factory=dict, description="Other recipe data.* settings.")
@@ -54,6 +54,10 @@ class BenchmarkTask(BaseModel):
         section: dict[str, Any] = {key: getattr(self, key) for key in _DATA_SOURCE_KEYS if getattr(self, key)}
         if self.data_dir is None and data_dir:
             section["data_dir"] = data_dir
+        folder = section.get("data_dir")
+        if self.validation_file and folder and not Path(self.validation_file).expanduser().is_absolute():
+            # A shipped benchmark names its files inside the shared data folder (wnut17: ner/wnut17/...).
+            section["validation_file"] = str(Path(folder).expanduser() / self.validation_file)
         section.update(self.data)
         for key in ("validation_file", "few_shot_file"):
             file = section.get(key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from finetune.errors import UserError, did_you_mean
-from finetune.tasks import causal_lm, classification, seq2seq
+from finetune.tasks import causal_lm, classification, seq2seq, token_classification
 from finetune.tasks.base import Task, TaskFamily
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def register(family: TaskFamily) -> TaskFamily:
     return family
 
 
-for _module in (classification, seq2seq, causal_lm):
+for _module in (classification, token_classification, seq2seq, causal_lm):
     for _family in _module.FAMILIES:
         register(_family)
 

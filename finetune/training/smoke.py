@@ -78,7 +78,7 @@ def smoke_family(family: TaskFamily, folder: Path) -> tuple[bool, str]:
     shown = f"{case.metric.removeprefix('eval_')} {value:.3f}" if isinstance(value, (int, float)) else case.metric
     record = records[0]
     example = record.get("label") or record.get("output", "")
-    line = (f"{family.name:<15} {'ok' if problem is None else 'FAILED':<6} {shown:<20} "
+    line = (f"{family.name:<20} {'ok' if problem is None else 'FAILED':<6} {shown:<20} "
             f"loss {losses[0]:.2f} -> {losses[-1]:.2f}  {time.perf_counter() - started:4.1f} s  "
             f"predict {_short(case.inputs[0][0])!r} -> {_short(str(example))!r}")
     if problem is not None:

@@ -1,0 +1,172 @@
+"""Token classification labels: which columns hold the words and their tags, the tag set, the alignment of word
+tags to sub-tokens, and the entity-level scores (seqeval).
+
+Pure Python plus seqeval (imported inside the scoring functions): the task module (token_classification.py) wires
+these into the Trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from finetune.errors import UserError, preview
+
+if TYPE_CHECKING:
+    import datasets
+
+IGNORED = -100  # the label id the loss and the metrics skip (PyTorch's CrossEntropyLoss ignore_index)
+TOKEN_COLUMN_GUESSES = ("tokens", "words")
+TAG_COLUMN_GUESSES = ("ner_tags", "tags", "labels", "label", "ner")
+
+
+def guess_column(columns: Sequence[str], given: str | None, guesses: Sequence[str], what: str, flag: str) -> str:
+    if given:
+        if given not in columns:
+            raise UserError(f"Column '{given}' is not in the data. Columns: {', '.join(columns)}. Pass {flag} with "
+                            f"one of them.")
+        return given
+    found = next((guess for guess in guesses if guess in columns), None)
+    if found is None:
+        raise UserError(f"Cannot tell which column holds the {what}. Columns: {', '.join(columns)}. "
+                        f"Pass {flag} NAME.")
+    return found
+
+
+def class_label_names(feature: Any) -> list[str] | None:
+    """Tag names of a Hub dataset whose tag column is a sequence of `ClassLabel` (conll2003, wnut_17)."""
+    inner = getattr(feature, "feature", None)
+    names = getattr(inner, "names", None)
+    return list(names) if names else None
+
+
+def ordered_tags(tags: set[str]) -> list[str]:
+    """Tag names in id order: O first, then by entity type, B- before I- (the order of the Hub's NER datasets)."""
+    def key(tag: str) -> tuple[str, str]:
+        prefix, _, entity = tag.partition("-")
+        return (entity, prefix) if entity else (tag, "")
+
+    return (["O"] if "O" in tags else []) + sorted(tags - {"O"}, key=key)
+
+
+def tag_names(splits: list[tuple[str, datasets.Dataset]], tokens: str, tags: str,
+              given: list[str] | None) -> list[str]:
+    """The tag set: the recipe's `label_names`, the data's ClassLabel names, or every tag string in the data."""
+    if given:
+        return list(given)
+    names = class_label_names(splits[0][1].features[tags])
+    if names:
+        return names
+    seen: set[str] = set()
+    for name, split in splits:
+        for row, values in enumerate(split[tags], start=1):
+            for value in values or []:
+                if not isinstance(value, str):
+                    raise UserError(f"Row {row} of the {name} data has tag ids ({preview(value)}) in column "
+                                    f"'{tags}' but the data names no tags: pass --label-names (id order, e.g. "
+                                    f"--label-names O --label-names B-PER ...) or set data.label_names.")
+                seen.add(value)
+    if len(seen) < 2:
+        raise UserError(f"Only {len(seen)} distinct tag ({preview(sorted(seen))}) in column '{tags}': token "
+                        f"classification needs at least two (O and an entity tag).")
+    return ordered_tags(seen)
+
+
+def check_rows(split: datasets.Dataset, name: str, tokens: str, tags: str | None, label2id: dict[str, int]) -> None:
+    """Every row: a list of tokens, as many tags, each tag known. The message names the row (1-based)."""
+    columns = [tokens, tags] if tags else [tokens]
+    for row, record in enumerate(split.select_columns(columns).to_list(), start=1):
+        words = record[tokens]
+        if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+            raise UserError(f"Row {row} of the {name} data: column '{tokens}' must hold a list of words (strings), "
+                            f"not {preview(words)}.")
+        if tags is None:
+            continue
+        values = record[tags]
+        if not isinstance(values, list) or len(values) != len(words):
+            count = len(values) if isinstance(values, list) else "no list of"
+            raise UserError(f"Row {row} of the {name} data has {len(words)} tokens but {count} tags in column "
+                            f"'{tags}': each token needs exactly one tag.")
+        for value in values:
+            tag_id(value, label2id, f"row {row} of the {name} data")
+
+
+def tag_id(value: Any, label2id: dict[str, int], where: str) -> int:
+    if isinstance(value, str):
+        if value in label2id:
+            return label2id[value]
+    elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(label2id):
+        return value
+    raise UserError(f"Tag {preview(value)} in {where} is not one of the tags {preview(list(label2id))}. Fix the "
+                    f"data or set data.label_names (--label-names).")
+
+
+def continuation_ids(names: list[str]) -> list[int]:
+    """For each tag id, the id a later sub-token of the same word gets when every sub-token is labelled: B-X -> I-X
+    (as transformers' run_ner.py does), else the same id."""
+    index = {name: position for position, name in enumerate(names)}
+    return [index.get("I-" + name[2:], position) if name.startswith("B-") else position
+            for position, name in enumerate(names)]
+
+
+def align_labels(word_ids: Sequence[int | None], word_labels: Sequence[int], label_all_tokens: bool = False,
+                 continuation: Sequence[int] | None = None) -> list[int]:
+    """Sub-token labels from word labels: a word's first sub-token carries its label; special tokens and (unless
+    `label_all_tokens`) the word's other sub-tokens get -100, which the loss and the metrics skip."""
+    labels: list[int] = []
+    previous: int | None = None
+    for word in word_ids:
+        if word is None:
+            labels.append(IGNORED)
+        elif word != previous:
+            labels.append(word_labels[word])
+        elif label_all_tokens:
+            label = word_labels[word]
+            labels.append(continuation[label] if continuation is not None else label)
+        else:
+            labels.append(IGNORED)
+        previous = word
+    return labels
+
+
+def first_subtoken_positions(word_ids: Sequence[int | None]) -> dict[int, int]:
+    """Word index -> position of its first sub-token (words cut off by truncation are absent)."""
+    positions: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None and word not in positions:
+            positions[word] = position
+    return positions
+
+
+# ---- scores ------------------------------------------------------------------------------------------------------
+
+
+def tag_sequences(predicted: Any, labels: Any, names: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """Predicted and gold tag names of every labelled position (label != -100), one list per example."""
+    predictions, references = [], []
+    for predicted_row, label_row in zip(predicted, labels):
+        kept = [(int(p), int(gold)) for p, gold in zip(predicted_row, label_row) if gold != IGNORED]
+        predictions.append([names[p] for p, _ in kept])
+        references.append([names[gold] for _, gold in kept])
+    return predictions, references
+
+
+def entity_scores(predictions: list[list[str]], references: list[list[str]]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 (overall: micro over entities; and per type), plus token accuracy,
+    by seqeval with its default (conlleval) matching, as transformers' run_ner.py reports them."""
+    import warnings
+
+    from seqeval.metrics import accuracy_score, classification_report
+
+    with warnings.catch_warnings():  # seqeval warns about 0/0 for types never predicted; they score 0
+        warnings.simplefilter("ignore")
+        report = classification_report(references, predictions, output_dict=True, zero_division=0)
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    scores = {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
+              "f1": float(micro["f1-score"]), "accuracy": float(accuracy_score(references, predictions))}
+    for entity, values in report.items():
+        if entity.endswith(" avg"):
+            continue
+        scores.update({f"{entity}_precision": float(values["precision"]), f"{entity}_recall": float(values["recall"]),
+                       f"{entity}_f1": float(values["f1-score"]), f"{entity}_number": float(values["support"])})
+    return scores
