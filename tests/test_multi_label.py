@@ -176,3 +176,53 @@ def test_goemotions_raw_tsv_checks_with_flags_only(cli, data_dir, tiny_bert):
     assert "28 labels; labels per example: 1: 36308, 2: 6541, 3: 532, 4: 28, 5: 1" in result.output
     assert "neutral 14219" in result.output and "admiration 4130" in result.output
     assert "--class-weights auto" in result.output  # grief is 0.2% of the training labels
+
+
+def test_a_lora_multi_label_run_keeps_its_head_and_threshold(cli, tmp_path, tiny_bert):
+    from finetune.models.lora import label_kwargs
+
+    train = write_jsonl(tmp_path / "train.jsonl", multi_label_rows(32, seed=3))
+    result = cli(["classify", "--model", tiny_bert, "--train-file", train, "--validation-file", train, "--lora",
+                  "--threshold", "0.3", "--max-steps", "2", "--batch-size", "16", "--output-dir", tmp_path / "run"])
+    assert result.exit_code == 0, result.output
+    assert label_kwargs(tmp_path / "run")["problem_type"] == "multi_label_classification"  # the card's snippet
+    result = cli(["predict", tmp_path / "run", "--text", "a good film", "--json"])
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["threshold"] == 0.3 and all(hit["score"] >= 0.3 for hit in record["labels"])
+
+
+@requires_data
+def test_goemotions_trains_and_predicts_end_to_end(cli, data_dir, tiny_bert, tmp_path):
+    """The raw TSV (a few steps on a tiny model), then predict and the transformers pipeline on the saved run."""
+    from transformers import pipeline
+
+    folder = data_dir / "classification" / "goemotions"
+    result = cli(["classify", "--model", tiny_bert, "--train-file", folder / "train.tsv", "--validation-file",
+                  folder / "dev.tsv", "--column-names", "text,labels,id", "--multi-label", "--label-names",
+                  folder / "emotions.txt", "--max-train-samples", "64", "--max-eval-samples", "32", "--max-steps",
+                  "2", "--batch-size", "16", "--output-dir", tmp_path / "run"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"eval_f1_macro", "eval_f1_micro", "eval_subset_accuracy"} <= set(metrics)
+    first = json.loads((tmp_path / "run" / "predictions" / "validation.jsonl").read_text().splitlines()[0])
+    assert first["text"] == "Is this in New Orleans?? I really feel like this is New Orleans." and first["labels"] == [
+        "neutral"]
+    result = cli(["predict", tmp_path / "run", "--text", "Thank you so much!", "--json"])
+    assert "labels" in json.loads(result.stdout.strip().splitlines()[-1])
+    scores = pipeline("text-classification", model=str(tmp_path / "run"), top_k=None)(["Thank you!"])[0]
+    assert len(scores) == 28 and {hit["label"] for hit in scores} >= {"gratitude", "neutral", "grief"}
+
+
+@requires_data
+def test_goemotions_as_json_label_lists_needs_no_flags(cli, data_dir, tiny_bert, tmp_path):
+    import csv
+
+    folder = data_dir / "classification" / "goemotions"
+    names = (folder / "emotions.txt").read_text(encoding="utf-8").split()
+    with (folder / "dev.tsv").open(encoding="utf-8", newline="") as handle:
+        rows = [{"text": text, "labels": [names[int(i)] for i in ids.split(",")]}
+                for text, ids, _ in list(csv.reader(handle, delimiter="\t"))[:300]]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    result = cli(["classify", "--model", tiny_bert, "--train-file", train, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "multi-label" in result.output and "labels per example: 1: " in result.output

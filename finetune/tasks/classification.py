@@ -14,6 +14,7 @@ from finetune.tasks import metrics as metric_registry
 from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.label_hygiene import label_coverage
+from finetune.tasks.multi_label_scores import is_multi_label
 
 if TYPE_CHECKING:
     import datasets
@@ -33,6 +34,7 @@ _LABEL_COLUMN_GUESSES = ("label", "labels", "score", "target", "class")
 class ClassificationTask(Task):
     multi_label = False
     multi_label_task: type[ClassificationTask] | None = None  # several labels per example: set by multi_label.py
+
     def setup(self, data: LoadedData) -> None:
         self.data = data
         glue = data.glue_task
@@ -45,11 +47,9 @@ class ClassificationTask(Task):
             self._require_columns(split, [*self.text_columns, self.label_column], name)
         for name, split in (data.test or {}).items():
             self._require_columns(split, self.text_columns, name)
-        if type(self) is ClassificationTask and glue is None and self.multi_label_task is not None:
-            from finetune.tasks.multi_label_scores import is_multi_label
-
-            if is_multi_label(self.recipe.data, first.features[self.label_column]):
-                self.__class__ = self.multi_label_task  # several labels per example: its own task
+        if (type(self) is ClassificationTask and glue is None and self.multi_label_task is not None
+                and is_multi_label(self.recipe.data, first.features[self.label_column])):
+            self.__class__ = self.multi_label_task  # several labels per example: its own task (multi_label.py)
         self._infer_labels(splits, glue)
         if self.recipe.train.class_weights is not None and self.is_regression:
             raise UserError("train.class_weights applies to classification, but these labels are numbers "
@@ -299,8 +299,7 @@ class ClassificationTask(Task):
     # ---- scoring a saved checkpoint ------------------------------------------------------------------------
 
     def prepare_for_checkpoint(self, data: LoadedData, checkpoint_config: Any) -> None:
-        """Data without label names of its own takes the checkpoint's (see label_matching.adopt_label_names)."""
-        from finetune.tasks.label_matching import adopt_label_names
+        from finetune.tasks.label_matching import adopt_label_names  # data without label names takes the checkpoint's
 
         adopt_label_names(self.recipe.data, data, checkpoint_config, _LABEL_COLUMN_GUESSES)
 
