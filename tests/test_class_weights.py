@@ -28,10 +28,13 @@ def test_one_weight_per_label_or_a_clear_error():
 
 
 def _batch(tiny_bert, texts):
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).eval()
+    torch.nn.init.normal_(model.classifier.weight, std=5.0)  # a head far from uniform, so the weights matter
     return model, dict(tokenizer(texts, padding=True, return_tensors="pt"))
 
 
