@@ -351,14 +351,9 @@ class ClassificationTask(Task):
 
     @staticmethod
     def format_prediction(record: dict[str, Any]) -> str:
-        """label<TAB>score<TAB>text (regression: value<TAB>text; multi-label: label score, label score<TAB>text)."""
-        shown = record["text"] if "text_pair" not in record else f"{record['text']} ||| {record['text_pair']}"
-        if "labels" in record:  # multi-label: every label over the threshold, most likely first
-            hits = [f"{hit['label']} {hit['score']:.4f}" for hit in record["labels"]]
-            return f"{', '.join(hits) or '(none)'}\t{shown}"
-        if record["score"] is None:
-            return f"{record['label']:.4f}\t{shown}"
-        return f"{record['label']}\t{record['score']:.4f}\t{shown}"
+        from finetune.tasks.classification_predict import prediction_line
+
+        return prediction_line(record)
 
 
 def _column(split: datasets.Dataset, column: str) -> list[Any]:

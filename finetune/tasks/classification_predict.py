@@ -67,3 +67,14 @@ def multi_label_threshold(config: Any, run_dir: Path) -> float | None:
     if metrics.is_file():
         return float(json.loads(metrics.read_text(encoding="utf-8")).get("threshold", 0.5))
     return 0.5
+
+
+def prediction_line(record: dict[str, Any]) -> str:
+    """label<TAB>score<TAB>text (regression: value<TAB>text; multi-label: label score, label score<TAB>text)."""
+    shown = record["text"] if "text_pair" not in record else f"{record['text']} ||| {record['text_pair']}"
+    if "labels" in record:  # multi-label: every label over the threshold, most likely first
+        hits = [f"{hit['label']} {hit['score']:.4f}" for hit in record["labels"]]
+        return f"{', '.join(hits) or '(none)'}\t{shown}"
+    if record["score"] is None:
+        return f"{record['label']:.4f}\t{shown}"
+    return f"{record['label']}\t{record['score']:.4f}\t{shown}"

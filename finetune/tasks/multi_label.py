@@ -235,6 +235,9 @@ class MultiLabelClassificationTask(ClassificationTask):
     def relabel(self, tokenized: datasets.Dataset) -> datasets.Dataset:
         return tokenized
 
+    def resampling_scorer(self, records: list[dict[str, Any]]) -> Any:
+        return None  # no bootstrap standard errors for multi-label scores (yet)
+
     def written_label_names(self) -> list[str]:
         return list(self.label_names)
 
