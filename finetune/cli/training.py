@@ -33,6 +33,9 @@ def _report(result: Any) -> None:
     if "trainable_parameters" in metrics:
         rows.append(("parameters", f"{metrics['trainable_parameters']:,} trainable of {metrics['total_parameters']:,}"))
     rows += [(key.removeprefix("eval_"), f"{value:.4f}") for key, value in headline_metrics(metrics).items()]
+    from finetune.training.early_stopping import summary_line
+
+    rows += [line] if (line := summary_line(metrics.get("early_stopping"))) else []
     rows.append(("written to", f"{result.run_dir}/ (model, recipe.yaml, metrics.json, predictions/, plots/, "
                                f"README.md)"))
     width = max(len(name) for name, _ in rows)

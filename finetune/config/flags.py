@@ -32,6 +32,8 @@ COMMON_FLAGS: tuple[tuple[str, str | None], ...] = (
     ("train.seed", None),
     ("data.max_train_samples", None),
     ("data.max_eval_samples", None),
+    ("train.early_stopping_patience", None),
+    ("train.early_stopping_threshold", None),
     ("output_dir", None),
     ("peft.enabled", "--lora"),
     ("train.resume", "--resume"),

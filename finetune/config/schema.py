@@ -123,9 +123,16 @@ class DataSection(_Section):
     test_file: str | None = Field(None, description="Local file to predict on after training.")
     text_columns: list[str] | None = Field(None, description="One column, or two for sentence pairs. Default: guessed.")
     label_column: str | None = Field(None, description="Column with the label. Default: 'label' or the task's.")
-    label_names: list[str] | None = Field(None, description="Label order (id 0, 1, ...). Default: from the data.")
+    label_names: list[str] | None = Field(None, description="Label order (id 0, 1, ...), or a file with one label "
+                                          "per line (read when the recipe loads). Default: from the data.")
     label_all_tokens: bool = Field(False, description="Token classification: label every sub-token of a word, not "
                                                       "only the first (the others are ignored by default).")
+    multi_label: bool = Field(False, description="Several labels per example, as label_separator-delimited text "
+                                                 "('2,3'). Lists in JSON/parquet are detected without it.")
+    label_separator: str = Field(",", min_length=1, description="Multi-label: what separates labels in a text cell. "
+                                                                 "Default: ','.")
+    column_names: list[str] | None = Field(None, description="Names for the columns of csv/tsv files without a "
+                                           "header line (the first line is data), e.g. text,labels,id.")
     train_split: str = Field("train", description="Split to train on.")
     eval_split: str | None = Field(None, description="Split to evaluate on. Default: validation (GLUE: its dev sets).")
     test_split: str | None = Field(None, description="Split to predict on after training. Default: none.")
@@ -156,6 +163,29 @@ class DataSection(_Section):
                                                "of data.few_shot_file as earlier turns (multi-turn few-shot).")
     few_shot_file: str | None = Field(None, description="Chat: example conversations for data.few_shot. Default: the "
                                                         "training file.")
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _names_or_file(cls, value: Any) -> Any:
+        """A file of label names (GoEmotions' emotions.txt): a path, or a one-item list naming a file."""
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+            value = value[0] if Path(value[0]).expanduser().is_file() else value
+        if isinstance(value, str):
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ValueError(f"give a list of labels, or a file with one label per line ({value} not found)")
+            return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return value
+
+    @field_validator("column_names", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        """`text,labels,id` as one value, or a list."""
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
+        return value
 
     @field_validator("text_columns")
     @classmethod
@@ -209,6 +239,17 @@ class TrainSection(_Section):
                                       "about 25 points per run (every step in runs under 50 steps).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk (the best is always kept).")
     metric_for_best_model: str | None = Field(None, description="Metric that picks the best checkpoint.")
+    early_stopping_patience: int | None = Field(None, gt=0, description="Stop training when the best-model metric "
+                                                "has not improved for this many evaluations. Default: off.")
+    early_stopping_threshold: float = Field(0.0, ge=0, description="Early stopping: how much the metric must "
+                                            "improve to count as better.")
+    class_weights: Literal["auto"] | list[float] | None = Field(
+        None, description="Classification: weight each class's loss, 'auto' (inverse frequency in the training "
+                          "data) or one weight per label in label order; multi-label: BCE pos_weight per label.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted when its "
+                                                          "probability reaches this.")
+    tune_threshold: bool = Field(False, description="Multi-label: after training, use the threshold that gives "
+                                                    "the best macro F1 on the validation data (saved with the model).")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
     use_cpu: bool = Field(False, description="Train on the CPU even when a GPU is present.")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
@@ -237,6 +278,24 @@ class TrainSection(_Section):
             value = [value]
         if isinstance(value, list):
             return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
+        return value
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        """`auto`, a YAML list, or a comma list from a flag or override (`1,5`)."""
+        if isinstance(value, str) and value.strip() != "auto":
+            try:
+                return [float(part) for part in value.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError("give auto or one weight per label, e.g. 1,5") from None
+        return value
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(weight <= 0 for weight in value):
+            raise ValueError("class weights must be positive numbers")
         return value
 
     @field_validator("args")

@@ -197,7 +197,22 @@ def _require_utf8(path: Path) -> None:
                                 f"Convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8).") from error
 
 
-def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None) -> dict[str, datasets.Dataset]:
+def _csv_options(data: DataSection | None) -> dict[str, Any]:
+    """pandas options of csv/tsv files from the recipe: the column names of files without a header line, and
+    multi-label cells ('2,3' next to '27') read as text, so no chunk of the file guesses them as numbers."""
+    options: dict[str, Any] = {}
+    if data is None:
+        return options
+    if data.column_names:
+        options.update(column_names=list(data.column_names), header=None)
+    if data.multi_label:
+        options["converters"] = {name: str for name in dict.fromkeys((data.label_column, "label", "labels"))
+                                 if name and (not data.column_names or name in data.column_names)}
+    return options
+
+
+def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None,
+                data: DataSection | None = None) -> dict[str, datasets.Dataset]:
     """Each split from its own file; the builder comes from the extension (tsv is csv with tabs).
 
     With `languages`, a path may also name line-aligned text files: `train` (or `train.en`) reads train.en + train.de.
@@ -221,7 +236,7 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
         if builder == "csv":
             # Only an empty cell is missing: pandas' default reads the strings NA, None, null, NaN, n/a ... as
             # missing too, which turns a real class named "None" or "NA" into a missing label.
-            kwargs.update(keep_default_na=False, na_values=[""])
+            kwargs.update(keep_default_na=False, na_values=[""], **_csv_options(data))
         try:
             result[split] = datasets.load_dataset(builder, data_files={split: str(path)}, split=split, **kwargs)
         except UnicodeDecodeError as error:
@@ -235,7 +250,7 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
 def _load_files(data: DataSection) -> LoadedData:
     files = {split: Path(path).expanduser() for split, path in
              (("train", data.train_file), ("eval", data.validation_file), ("test", data.test_file)) if path}
-    loaded = _read_files(files, _languages(data))
+    loaded = _read_files(files, _languages(data), data)
     return LoadedData(
         train=loaded.get("train"),
         eval={"validation": loaded["eval"]} if "eval" in loaded else {},
@@ -263,14 +278,14 @@ def _split_files_in(folder: Path, languages: tuple[str, str] | None = None) -> d
 
 def _load_local_path(path: Path, data: DataSection) -> LoadedData:
     if path.is_file():
-        splits = _read_files({"train": path}, _languages(data))
+        splits = _read_files({"train": path}, _languages(data), data)
     elif (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         import datasets
 
         saved = datasets.load_from_disk(str(path))
         splits = dict(saved) if isinstance(saved, datasets.DatasetDict) else {"train": saved}
     elif files := _split_files_in(path, _languages(data)):
-        splits = _read_files(files, _languages(data))
+        splits = _read_files(files, _languages(data), data)
     else:
         raise UserError(f"{path}: no train/validation/test data files found in this folder "
                         f"(expected e.g. train.csv, validation.jsonl, test.parquet).")

@@ -155,8 +155,11 @@ def label_kwargs(path: Path) -> dict[str, Any]:
     id2label = config.get("id2label")
     if not id2label or "label2id" not in config:
         return {}
+    # A multi-label head (sigmoid per label) and its decision threshold travel with the labels.
+    extra = ({key: config[key] for key in ("problem_type", "multi_label_threshold") if key in config}
+             if config.get("problem_type") == "multi_label_classification" else {})
     return {"id2label": {int(index): name for index, name in id2label.items()},
-            "label2id": {name: int(index) for name, index in config["label2id"].items()}}
+            "label2id": {name: int(index) for name, index in config["label2id"].items()}, **extra}
 
 
 def _base_model_section(run_dir: Path) -> ModelSection:

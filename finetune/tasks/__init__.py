@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from finetune.errors import UserError, did_you_mean
-from finetune.tasks import causal_lm, classification, seq2seq, token_classification
+from finetune.tasks import causal_lm, classification, multi_label, seq2seq, token_classification
 from finetune.tasks.base import Task, TaskFamily
 
 if TYPE_CHECKING:
@@ -28,6 +28,8 @@ def register(family: TaskFamily) -> TaskFamily:
     _FAMILIES[family.name] = family
     return family
 
+
+assert classification.ClassificationTask.multi_label_task is multi_label.MultiLabelClassificationTask  # label lists
 
 for _module in (classification, token_classification, seq2seq, causal_lm):
     for _family in _module.FAMILIES:

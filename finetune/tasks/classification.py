@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from collections import Counter
@@ -16,6 +15,7 @@ from finetune.tasks import metrics as metric_registry
 from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.label_hygiene import label_coverage
+from finetune.tasks.multi_label_scores import is_multi_label
 
 if TYPE_CHECKING:
     import datasets
@@ -33,6 +33,9 @@ _LABEL_COLUMN_GUESSES = ("label", "labels", "score", "target", "class")
 
 
 class ClassificationTask(Task):
+    multi_label = False
+    multi_label_task: type[ClassificationTask] | None = None  # several labels per example: set by multi_label.py
+
     def setup(self, data: LoadedData) -> None:
         self.data = data
         glue = data.glue_task
@@ -45,7 +48,13 @@ class ClassificationTask(Task):
             self._require_columns(split, [*self.text_columns, self.label_column], name)
         for name, split in (data.test or {}).items():
             self._require_columns(split, self.text_columns, name)
+        if (type(self) is ClassificationTask and glue is None and self.multi_label_task is not None
+                and is_multi_label(self.recipe.data, first.features[self.label_column])):
+            self.__class__ = self.multi_label_task  # several labels per example: its own task (multi_label.py)
         self._infer_labels(splits, glue)
+        if self.recipe.train.class_weights is not None and self.is_regression:
+            raise UserError("train.class_weights applies to classification, but these labels are numbers "
+                            "(regression). Remove class_weights, or give the labels as classes.")
 
     # ---- columns -------------------------------------------------------------------------------------------
 
@@ -186,7 +195,25 @@ class ClassificationTask(Task):
         trainer.eval_dataset = longest_first(trainer.eval_dataset)
 
     def trainer_class(self) -> type[Trainer]:
-        return _classification_trainer()
+        from finetune.tasks.class_weights import weighted_trainer
+
+        return weighted_trainer(self.loss_weights(), multi_label=self.multi_label)
+
+    def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+        return {"class_weights": self.loss_weights()} if self.recipe.train.class_weights is not None else {}
+
+    def label_counts(self) -> list[int]:
+        """Training examples per label id (train.class_weights, the imbalance check)."""
+        counts = Counter(int(self.label_id(value)) for value in _column(self.data.train, self.label_column))
+        return [counts[index] for index in range(len(self.label_names))]
+
+    def loss_weights(self) -> list[float] | None:
+        from finetune.tasks.class_weights import resolve_class_weights
+
+        setting, train = self.recipe.train.class_weights, getattr(self.data, "train", None)
+        if setting is None or train is None:
+            return None  # `finetune evaluate` scores without training data: the plain loss
+        return resolve_class_weights(setting, self.label_counts(), len(train), self.multi_label, self.label_names)
 
     def data_collator(self, tokenizer: PreTrainedTokenizerBase) -> Any:
         from transformers import DataCollatorWithPadding
@@ -266,11 +293,9 @@ class ClassificationTask(Task):
     def check_report(self, data: LoadedData) -> list[tuple[str, str]]:
         lines = [("text columns", ", ".join(self.text_columns))]
         if not self.is_regression and data.train is not None:
-            labels = _column(data.train, self.label_column)
-            counts = Counter(self.label_names[int(self.label_id(value))] for value in labels)
-            total = sum(counts.values())
-            lines.append(("labels (train)", ", ".join(f"{name} {counts[name]} ({counts[name] / total:.0%})"
-                                                      for name in self.label_names)))
+            from finetune.tasks.class_weights import balance_lines
+
+            lines += balance_lines(self.label_names, self.label_counts(), self.recipe.train.class_weights)
             if getattr(self, "untrained_labels", None):
                 lines.append(("labels not in train", f"{preview(self.untrained_labels)}: in the evaluation data "
                                                      f"only, so the model can never predict them"))
@@ -279,21 +304,9 @@ class ClassificationTask(Task):
     # ---- scoring a saved checkpoint ------------------------------------------------------------------------
 
     def prepare_for_checkpoint(self, data: LoadedData, checkpoint_config: Any) -> None:
-        """Data without label names of its own (a csv of strings or ints) takes the checkpoint's: then a small
-        --limit that misses a label cannot change the label ids. GLUE and ClassLabel data keep theirs."""
-        from finetune.tasks.label_matching import checkpoint_label_names, sorted_like_training
+        from finetune.tasks.label_matching import adopt_label_names  # data without label names takes the checkpoint's
 
-        names = checkpoint_label_names(checkpoint_config)
-        if self.recipe.data.label_names or data.glue_task is not None or names is None:
-            return
-        split = next(iter(data.eval.values()))
-        column = self.recipe.data.label_column or next((c for c in _LABEL_COLUMN_GUESSES if c in split.column_names),
-                                                       None)
-        if column is None or column not in split.column_names or getattr(split.features[column], "names", None):
-            return
-        if any(isinstance(value, float) and not value.is_integer() for value in split[column][:1000]):
-            return  # regression data
-        self.recipe.data.label_names = sorted_like_training(names)
+        adopt_label_names(self.recipe.data, data, checkpoint_config, _LABEL_COLUMN_GUESSES)
 
     def adopt_model(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, checkpoint: str) -> Any:
         import numpy as np
@@ -343,25 +356,9 @@ class ClassificationTask(Task):
 
     @staticmethod
     def format_prediction(record: dict[str, Any]) -> str:
-        """label<TAB>score<TAB>text (regression: value<TAB>text)."""
-        shown = record["text"] if "text_pair" not in record else f"{record['text']} ||| {record['text_pair']}"
-        if record["score"] is None:
-            return f"{record['label']:.4f}\t{shown}"
-        return f"{record['label']}\t{record['score']:.4f}\t{shown}"
+        from finetune.tasks.classification_predict import prediction_line
 
-
-@functools.cache
-def _classification_trainer() -> type[Trainer]:
-    from transformers import Trainer
-
-    class ClassificationTrainer(Trainer):
-        # Classifier heads average their loss over the batch and ignore num_items_in_batch, although their forward
-        # takes **kwargs (which makes the Trainer assume the model scaled the loss for gradient accumulation). Said
-        # so, the Trainer divides by the accumulation steps: without it, --gradient-accumulation-steps N reported
-        # N times the loss and clipped N times larger gradients.
-        loss_is_scaled_for_ga = False
-
-    return ClassificationTrainer
+        return prediction_line(record)
 
 
 def _column(split: datasets.Dataset, column: str) -> list[Any]:
@@ -391,7 +388,10 @@ FAMILIES = (TaskFamily(
            Flag("data.text_columns", name="--text-column", help="Text column; give it twice for sentence pairs. "
                                                                 "Default: guessed."),
            Flag("data.label_column", help="Label column. Default: label."),
-           Flag("data.max_length", help="Truncate inputs to this many tokens.")),
+           Flag("data.max_length", help="Truncate inputs to this many tokens."), Flag("data.multi_label"),
+           Flag("data.label_separator"), Flag("data.label_names"), Flag("data.column_names"),
+           Flag("train.class_weights", help="auto (inverse frequency) or one weight per label, e.g. 1,5."),
+           Flag("train.threshold"), Flag("train.tune_threshold")),
     architectures=("ForSequenceClassification",),
     benchmark_datasets=("glue/", "nyu-mll/glue"),
     checkpoint_hint="a *ForSequenceClassification model, e.g. a `finetune classify` run",

@@ -72,3 +72,24 @@ def permuted_metrics(score: Any, to_data: Any) -> Any:
         return score(to_data[np.argmax(logits, axis=-1)], to_data[np.asarray(prediction.label_ids)])
 
     return compute
+
+
+def adopt_label_names(recipe_data: Any, data: Any, checkpoint_config: Any, label_guesses: tuple[str, ...]) -> None:
+    """Data without label names of its own (a csv of strings or ints) takes the checkpoint's: then a small
+    --limit that misses a label cannot change the label ids. GLUE and ClassLabel data keep theirs. A multi-label
+    checkpoint makes the data multi-label."""
+    names = checkpoint_label_names(checkpoint_config)
+    if getattr(checkpoint_config, "problem_type", None) == "multi_label_classification":
+        recipe_data.multi_label = True
+        if names is not None and not recipe_data.label_names:
+            recipe_data.label_names = names  # integer label ids index the checkpoint's names
+        return
+    if recipe_data.label_names or data.glue_task is not None or names is None:
+        return
+    split = next(iter(data.eval.values()))
+    column = recipe_data.label_column or next((c for c in label_guesses if c in split.column_names), None)
+    if column is None or column not in split.column_names or getattr(split.features[column], "names", None):
+        return
+    if any(isinstance(value, float) and not value.is_integer() for value in split[column][:1000]):
+        return  # regression data
+    recipe_data.label_names = sorted_like_training(names)

@@ -50,6 +50,7 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     from finetune.outputs.run_dir import METRICS_FILE, inspect_run_dir
     from finetune.tasks import get_task
     from finetune.training.arguments import check_trackers, engine_options, has_cuda
+    from finetune.training.early_stopping import early_stopping_callback
     from finetune.training.run import protected_paths
     from finetune.training.trainer import configure_library_logging
 
@@ -86,6 +87,9 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
         report.add(f"eval examples ({name})", len(split))
     for name, value in task.check_report(data):
         report.add(name, value)
+    if early_stopping_callback(recipe.train, bool(data.eval) and recipe.train.eval_strategy != "no"):
+        report.add("early stopping", f"after {recipe.train.early_stopping_patience} evaluations without improvement "
+                                     f"of {recipe.train.metric_for_best_model or task.main_metric}")
 
     configure_library_logging()
     config = load_config(recipe.model)

@@ -41,6 +41,7 @@ from finetune.training.arguments import build_training_arguments, check_trackers
 from finetune.training.checkpoints import interrupt_callback, resolve_resume
 from finetune.training.defaults import with_default_learning_rate
 from finetune.training.distributed import barrier, is_main_process
+from finetune.training.early_stopping import early_stopping_callback, early_stopping_report
 from finetune.training.trainer import configure_library_logging, evaluating_in_order
 
 logger = logging.getLogger("finetune")
@@ -126,6 +127,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str, callbacks: list[Any])
     task = get_task(recipe)
     data = load_data(recipe.data)
     task.setup(data)  # column and label errors surface here, before any model is loaded
+    stopper = early_stopping_callback(recipe.train, bool(data.eval) and recipe.train.eval_strategy != "no")
 
     configure_library_logging()
     from transformers import set_seed
@@ -170,7 +172,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str, callbacks: list[Any])
         processing_class=tokenizer,
         data_collator=task.data_collator(tokenizer),
         compute_metrics=task.compute_metrics if eval_sets else None,
-        callbacks=[interrupt := interrupt_callback(), *callbacks],
+        callbacks=[interrupt := interrupt_callback(), *([stopper] if stopper else []), *callbacks],
     )
     if "tensorboard" in args.report_to:
         from finetune.compat import keep_tensorboard_events_in
@@ -198,6 +200,8 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str, callbacks: list[Any])
         raise TrainingInterrupted(run_dir, trainer.state.global_step)
 
     metrics: dict[str, Any] = dict(train_metrics)
+    if stopper is not None:
+        metrics["early_stopping"] = early_stopping_report(stopper, trainer.state, trainer.args)
     for name, tokenized in eval_sets.items():
         prefix = "eval" if len(eval_sets) == 1 else f"eval_{name}"
         metrics.update(task.write_predictions(trainer, data.eval[name], tokenized,
