@@ -129,8 +129,7 @@ class DataSection(_Section):
                                                       "only the first (the others are ignored by default).")
     multi_label: bool = Field(False, description="Several labels per example, as label_separator-delimited text "
                                                  "('2,3'). Lists in JSON/parquet are detected without it.")
-    label_separator: str = Field(",", min_length=1, description="Multi-label: what separates labels in a text cell. "
-                                                                 "Default: ','.")
+    label_separator: str = Field(",", min_length=1, description="Multi-label: what separates labels in a text cell.")
     column_names: list[str] | None = Field(None, description="Names for the columns of csv/tsv files without a "
                                            "header line (the first line is data), e.g. text,labels,id.")
     train_split: str = Field("train", description="Split to train on.")

@@ -17,16 +17,29 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 400):
-    """A BERT-style WordPiece tokenizer ([CLS] a [SEP] b [SEP]) trained on `texts`, as a transformers tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A BERT-style WordPiece tokenizer ([CLS] a [SEP] b [SEP]) learned from `texts`, as a transformers tokenizer.
+
+    The vocabulary is built here rather than by tokenizers' WordPieceTrainer, whose choice among equally frequent
+    pieces changes from process to process (Rust hash maps): the same texts must give the same tiny model, or a
+    test's numbers move between runs. Every character, alone and as a ##continuation, then the most frequent words
+    (ties alphabetical): any word tokenizes, frequent ones in one piece."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    characters = sorted({character for word in words for character in word})
+    vocabulary = list(dict.fromkeys([*SPECIAL_TOKENS, *characters, *(f"##{c}" for c in characters)]))
+    ranked = sorted((word for word in words if len(word) > 1), key=lambda word: (-words[word], word))
+    vocabulary += ranked[:max(vocab_size - len(vocabulary), 0)]
+    tokenizer = Tokenizer(models.WordPiece({token: index for index, token in enumerate(vocabulary)},
+                                           unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    tokenizer.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False,
-                                                                   special_tokens=SPECIAL_TOKENS))
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
