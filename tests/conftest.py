@@ -60,6 +60,18 @@ def tiny_bert(tmp_path_factory, sentiment_rows) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", [row["text"] for row in train] + extra)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads per process
+    oversubscribe the cores (a tiny seq2seq run measured 4 s with one thread, 50 s with two under load)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def cli(monkeypatch):
     """Run the Typer app in-process: cli(["classify", ...]) -> click Result (exit_code, output)."""

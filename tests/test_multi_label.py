@@ -38,17 +38,6 @@ def multi_label_rows(count: int, seed: int) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a shared 2-core machine it makes every step slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
 def multi_label_run(tmp_path_factory, tiny_bert, one_torch_thread):
     """One trained multi-label run from JSON lists (detected without --multi-label), threshold tuned."""
     work = tmp_path_factory.mktemp("multi-label")

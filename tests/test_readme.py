@@ -8,8 +8,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 MARKED_BLOCK = re.compile(r"<!-- tested -->\n```bash\n(.*?)```", re.DOTALL)
 
@@ -33,17 +31,6 @@ def test_the_readme_marks_offline_examples_for_every_family():
     used = {words[1] for words in commands}
     assert {"smoke", "tiny-model", "predict", "evaluate"} <= used
     assert {family.command for family in families()} <= used
-
-
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a shared 2-core machine it makes every step slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_the_readme_offline_examples_run(cli, tmp_path, monkeypatch, one_torch_thread):

@@ -18,24 +18,14 @@ from finetune.errors import UserError
 from finetune.tasks.smoke_data import WORDS
 from finetune.tasks.smoke_data import make_reversal_rows as reversal_rows
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
+
 # Tuned locally: 400 steps reach BLEU 81-97 over tiny-model seeds 0, 1, 4 and 5 (300 steps: 56-82); 50 is the bar.
 LEARNING = ["--max-steps", "400", "--learning-rate", "5e-3", "--batch-size", "32", "--max-new-tokens", "8",
             "--max-source-length", "32", "--max-target-length", "16", "--seed", "1", 'train.eval_strategy="no"',
             "train.logging_steps=100"]
 FEW_STEPS = ["--max-steps", "3", "--batch-size", "4", "--max-new-tokens", "8", "--learning-rate", "1e-3",
              'train.eval_strategy="no"']
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine two threads per process
-    oversubscribe the cores: the learning run measured 4 s with one thread and 50 s with two under load."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

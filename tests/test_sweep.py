@@ -15,18 +15,9 @@ from finetune.errors import UserError
 from finetune.sweep.space import Param, parse_cli_params, parse_param, search_space
 from tests.helpers import write_csv
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
+
 optuna = pytest.importorskip("optuna")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from threads; worker processes get OMP_NUM_THREADS=1 from the tests below."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

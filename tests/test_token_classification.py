@@ -17,18 +17,9 @@ from finetune.tasks.token_predict import make_ner_rows, write_conll
 from tests.conftest import requires_data
 from tests.helpers import invoke, write_jsonl
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
+
 TAGS = ["O", "B-LOC", "B-PER", "I-PER"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from a second thread; on a shared 2-core machine it makes every step slower."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
