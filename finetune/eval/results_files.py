@@ -76,12 +76,11 @@ def task_hash(samples: list[dict[str, Any]]) -> str:
     return hash_string("".join(s["doc_hash"] + s["prompt_hash"] + s["target_hash"] for s in samples))
 
 
-def write_samples(predictions: Path, destination: Path, metrics: list[str]) -> str:
-    """The task's predictions file rewritten as lm-eval samples at `destination`; returns the task hash."""
+def write_samples(records: list[dict[str, Any]], destination: Path, metrics: list[str]) -> str:
+    """A task's prediction records written as lm-eval samples at `destination`; returns the task hash."""
     from finetune.outputs.files import write_jsonl
 
-    with predictions.open(encoding="utf-8") as handle:
-        samples = [sample_record(index, json.loads(line), metrics) for index, line in enumerate(handle) if line.strip()]
+    samples = [sample_record(index, record, metrics) for index, record in enumerate(records)]
     write_jsonl(destination, samples)
     return task_hash(samples)
 

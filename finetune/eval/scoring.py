@@ -194,7 +194,7 @@ def evaluate_task(checkpoint: Checkpoint, task_key: str, spec: BenchmarkTask, mo
             records = [json.loads(line) for line in written.read_text(encoding="utf-8").splitlines() if line.strip()]
             errors = bootstrap_stderr(task.resampling_scorer(records), len(records), list(metrics), bootstrap_iters)
             path = samples_path(model_dir, key, stamp)
-            digest = write_samples(written, path, list(metrics))
+            digest = write_samples(records, path, list(metrics))
             results.append(SplitResult(key, task_key, split_name, checkpoint, metrics, task.main_metric, len(raw),
                                        originals[split_name], runtime, fingerprint(raw), path,
                                        {**settings, "split": split_name, "source": data.source}, errors, digest))
