@@ -99,6 +99,15 @@ def training_argument_names() -> set[str]:
     return {field.name for field in dataclasses.fields(Seq2SeqTrainingArguments) if field.init}
 
 
+def comma_list(value: Any) -> Any:
+    """A list key given as one value with commas (`text,labels,id` from a flag or an override), or a list."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
+    return value
+
+
 class _Section(BaseModel):
     # extra="forbid": a typo is an error, never a silently ignored setting. allow_inf_nan=False: `.inf` and `.nan`
     # are valid YAML floats but no valid setting (epochs=.inf would train forever), so `check` refuses them.
@@ -176,15 +185,7 @@ class DataSection(_Section):
             return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return value
 
-    @field_validator("column_names", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        """`text,labels,id` as one value, or a list."""
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
-        return value
+    _column_names = field_validator("column_names", mode="before")(comma_list)
 
     @field_validator("text_columns")
     @classmethod
@@ -247,8 +248,10 @@ class TrainSection(_Section):
                           "data) or one weight per label in label order; multi-label: BCE pos_weight per label.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted when its "
                                                           "probability reaches this.")
-    tune_threshold: bool = Field(False, description="Multi-label: after training, use the threshold that gives "
-                                                    "the best macro F1 on the validation data (saved with the model).")
+    tune_threshold: bool | Literal["global", "per_label"] = Field(
+        False, description="Multi-label: after training, pick the threshold with the best macro F1 on the validation "
+                           "data, one for all labels (true or global) or one per label (per_label); saved with the "
+                           "model.")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
     use_cpu: bool = Field(False, description="Train on the CPU even when a GPU is present.")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
@@ -269,15 +272,12 @@ class TrainSection(_Section):
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
 
-    @field_validator("report_to", mode="before")
+    _report_to = field_validator("report_to", mode="before")(comma_list)  # as transformers' --report_to a,b
+
+    @field_validator("tune_threshold")
     @classmethod
-    def _one_or_more(cls, value: Any) -> Any:
-        """`report_to: tensorboard` and `tensorboard,wandb` as transformers (and its --report_to) take them."""
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
-        return value
+    def _tuning(cls, value: bool | str) -> bool | str:
+        return "global" if value is True else value  # `true` (the first spelling) is one threshold for all
 
     @field_validator("class_weights", mode="before")
     @classmethod
