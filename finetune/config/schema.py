@@ -139,8 +139,8 @@ class DataSection(_Section):
     multi_label: bool = Field(False, description="Several labels per example, as label_separator-delimited text "
                                                  "('2,3'). Lists in JSON/parquet are detected without it.")
     label_separator: str = Field(",", min_length=1, description="Multi-label: what separates labels in a text cell.")
-    column_names: list[str] | None = Field(None, description="Names for the columns of csv/tsv files without a "
-                                           "header line (the first line is data), e.g. text,labels,id.")
+    column_names: list[str] | None = Field(None, description="Column names in the data's order, e.g. text,labels,id: "
+                                           "csv/tsv files then have no header line; other data is renamed.")
     train_split: str = Field("train", description="Split to train on.")
     eval_split: str | None = Field(None, description="Split to evaluate on. Default: validation (GLUE: its dev sets).")
     test_split: str | None = Field(None, description="Split to predict on after training. Default: none.")
