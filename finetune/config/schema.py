@@ -244,8 +244,8 @@ class TrainSection(_Section):
     early_stopping_threshold: float = Field(0.0, ge=0, description="Early stopping: how much the metric must "
                                             "improve to count as better.")
     class_weights: Literal["auto"] | list[float] | None = Field(
-        None, description="Classification: weight each class's loss, 'auto' (inverse frequency in the training "
-                          "data) or one weight per label in label order; multi-label: BCE pos_weight per label.")
+        None, description="Classification and NER: weight each class's (tag's) loss, 'auto' (inverse frequency in "
+                          "the training data) or one per label in label order; multi-label: BCE pos_weight per label.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted when its "
                                                           "probability reaches this.")
     tune_threshold: bool | Literal["global", "per_label"] = Field(

@@ -4,6 +4,11 @@ Data: CoNLL files (finetune/data/conll.py), or JSON/jsonl/parquet/Hub datasets w
 (`tokens`) and one of tag lists (`ner_tags`: names, or ids named by a ClassLabel or `data.label_names`). Words are
 split into sub-tokens by a fast tokenizer; a word's tag goes to its first sub-token and the others are ignored (-100),
 as transformers' examples/pytorch/token-classification/run_ner.py does (`data.label_all_tokens` labels them all).
+
+`train.class_weights` weights the cross-entropy by tag exactly as for single-label classification
+(tasks/class_weights.py: sum_i w[y_i] * -log p_i[y_i] / sum_i w[y_i] over the scored sub-tokens, -100 skipped), with
+`auto` = N / (K * n_t) counted over the tags of the training words. `check` shows the weights but does not warn
+about rare tags as it does about rare classes: `O` is most of every NER corpus, so the warning would always fire.
 """
 
 from __future__ import annotations
@@ -116,6 +121,37 @@ class TokenClassificationTask(Task):
 
         return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORED)
 
+    # ---- class weights -----------------------------------------------------------------------------------------
+
+    def tag_counts(self) -> list[int]:
+        """Training words per tag id (the model's ids)."""
+        counts = [0] * len(self.label_names)
+        train = self.data.train
+        assert train is not None  # loss_weights asks only with training data
+        for tags in train.select_columns([self.tags_column])[:][self.tags_column]:
+            for tag in tags:
+                counts[self.tag_index(tag)] += 1
+        return counts
+
+    def loss_weights(self) -> list[float] | None:
+        from finetune.tasks.class_weights import resolve_class_weights
+
+        setting, train = self.recipe.train.class_weights, getattr(self.data, "train", None)
+        if setting is None or train is None:
+            return None
+        return resolve_class_weights(setting, self.tag_counts(), len(train), False, self.label_names)
+
+    def trainer_class(self) -> type[Trainer]:
+        weights = self.loss_weights()
+        if weights is None:
+            return super().trainer_class()
+        from finetune.tasks.class_weights import weighted_trainer
+
+        return weighted_trainer(weights, multi_label=False)  # weighted cross-entropy; -100 is its ignore_index
+
+    def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+        return {"class_weights": self.loss_weights()} if self.recipe.train.class_weights is not None else {}
+
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest sentences first: batches of similar length pad less; the scores do not change."""
         from finetune.data.sampling import longest_first
@@ -201,6 +237,9 @@ class TokenClassificationTask(Task):
                           + f" ({total} in all)" if total else "none (no B- tags)"))
             if self.recipe.data.label_all_tokens:
                 lines.append(("sub-tokens", "every sub-token of a word is labelled and scored (label_all_tokens)"))
+            if (weights := self.loss_weights()) is not None:
+                lines.append(("class weights", ", ".join(f"{name} {weight:.3g}"
+                                                         for name, weight in zip(self.label_names, weights))))
         return lines
 
     # ---- scoring a saved checkpoint ------------------------------------------------------------------------
@@ -270,6 +309,7 @@ FAMILIES = (TaskFamily(
            Flag("data.label_names", help="Tag names in id order, once per tag (for data that stores tag ids). "
                                          "Default: from the data."),
            Flag("data.label_all_tokens"),
+           Flag("train.class_weights", help="auto (inverse tag frequency) or one weight per tag in tag order."),
            Flag("data.max_length", help="Truncate sentences to this many sub-tokens.")),
     architectures=("ForTokenClassification",),
     benchmark_datasets=("wnut_17", "leondz/wnut_17", "conll2003", "eriktks/conll2003"),
