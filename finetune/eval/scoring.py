@@ -128,7 +128,8 @@ def _load_model(checkpoint: Checkpoint, recipe: Recipe, family: TaskFamily) -> t
     else:
         model = load_pretrained(getattr(transformers, family.auto_model), recipe.model)
     model.eval()
-    tokenizer = load_tokenizer(ModelSection(name=checkpoint.tokenizer_source), model.config)
+    tokenizer = load_tokenizer(ModelSection(name=checkpoint.tokenizer_source), model.config,
+                               **family.task_class.tokenizer_options(model.config))
     return model, tokenizer
 
 

@@ -31,10 +31,6 @@ if TYPE_CHECKING:
     from finetune.config.schema import Recipe
     from finetune.data.sources import LoadedData
 
-# Byte-level BPE tokenizers split pre-tokenized words only with a space before each (run_ner.py does the same).
-_PREFIX_SPACE_MODELS = {"gpt2", "roberta", "deberta", "bloom", "longformer"}
-
-
 class TokenClassificationTask(Task):
     def setup(self, data: LoadedData) -> None:
         self.data = data
@@ -74,8 +70,7 @@ class TokenClassificationTask(Task):
         config = load_config(model_section, num_labels=len(self.label_names))
         config.id2label = dict(enumerate(self.label_names))
         config.label2id = dict(self.label2id)
-        extra = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODELS else {}
-        tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length, **extra)
+        tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length, **self.tokenizer_options(config))
         model = load_pretrained(AutoModelForTokenClassification, model_section, config=config,
                                 ignore_mismatched_sizes=True,
                                 new_head=f"token classification head initialised: {len(self.label_names)} tags")
@@ -110,6 +105,10 @@ class TokenClassificationTask(Task):
         return map_cached(split, encode, tokenizer=tokenizer, columns=columns,
                           settings={"max_length": max_length, "label_all_tokens": label_all, "columns": columns,
                                     "label_names": self.label_names, "task": "token_classification"})
+
+    @staticmethod
+    def tokenizer_options(config: Any) -> dict[str, Any]:
+        return token_labels.tokenizer_options(config)
 
     def tag_index(self, tag: Any) -> int:
         """The model's id of a tag from the data (a name, or an id in the data's own tag order)."""

@@ -16,8 +16,18 @@ if TYPE_CHECKING:
     import datasets
 
 IGNORED = -100  # the label id the loss and the metrics skip (PyTorch's CrossEntropyLoss ignore_index)
+# Byte-level BPE tokenizers split pre-tokenized words only with a space before each (run_ner.py does the same).
+PREFIX_SPACE_MODELS = {"gpt2", "roberta", "deberta", "bloom", "longformer"}
 TOKEN_COLUMN_GUESSES = ("tokens", "words")
 TAG_COLUMN_GUESSES = ("ner_tags", "tags", "labels", "label", "ner")
+
+
+def tokenizer_options(config: Any) -> dict[str, Any]:
+    """How a token classifier's tokenizer is loaded, wherever it is (training, check, evaluate, predict): byte-level
+    BPE models (RoBERTa, GPT-2, ...) with `add_prefix_space`, so each word of a pre-split sentence is tokenized as
+    after a space. Without it the words are tokenized as if glued together (`Ġparis` becomes `p a r i s`), and a
+    checkpoint whose tokenizer files do not say add_prefix_space (roberta-base's own) scores far below its training."""
+    return {"add_prefix_space": True} if getattr(config, "model_type", None) in PREFIX_SPACE_MODELS else {}
 
 
 def guess_column(columns: Sequence[str], given: str | None, guesses: Sequence[str], what: str, flag: str) -> str:

@@ -31,7 +31,9 @@ def predict_entities(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
     model = family.load_trained_model(run_dir)
     if hasattr(model, "merge_and_unload"):  # a LoRA adapter: the pipeline wants a plain transformers model
         model = model.merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir))
+    # Loaded as training loaded it (add_prefix_space for byte-level BPE), whatever its files say.
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir),
+                                              **family.task_class.tokenizer_options(model.config))
     max_length = recipe.data.max_length if recipe else min(tokenizer.model_max_length, 512)
     tokenizer.model_max_length = max_length  # the pipeline cuts long texts into windows of this many tokens
     tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=AGGREGATION,
