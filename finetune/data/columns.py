@@ -10,14 +10,12 @@ nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError, preview
 
 if TYPE_CHECKING:
     import datasets
-
-    from finetune.data.sources import LoadedData
 
 
 def renamed(split: datasets.Dataset, names: list[str], where: str) -> datasets.Dataset:
@@ -38,8 +36,9 @@ def renamed(split: datasets.Dataset, names: list[str], where: str) -> datasets.D
     return split.rename_columns({old: new for old, new in zip(columns, names) if old != new})
 
 
-def apply_column_names(loaded: LoadedData, names: list[str] | None) -> LoadedData:
-    """Every split of `loaded` with `names` as its columns (see the module docstring); unchanged without names."""
+def apply_column_names(loaded: Any, names: list[str] | None) -> Any:
+    """Every split of `loaded` (sources.LoadedData, which imports this module) with `names` as its columns (see the
+    module docstring); unchanged without names."""
     if not names:
         return loaded
     if loaded.glue_task is not None:
