@@ -227,13 +227,12 @@ class TokenClassificationTask(Task):
         if data.train is not None:
             entities: Counter[str] = Counter()
             for tags in data.train[self.tags_column]:
-                for tag in tags:
-                    name = self.label_names[self.tag_index(tag)]
-                    if name.startswith(("B-", "S-", "U-")):
+                for name in token_labels.prefixed([self.label_names[self.tag_index(tag)] for tag in tags]):
+                    if name.startswith(("B-", "S-")):  # an entity begins (IO tags: where a run begins)
                         entities[name[2:]] += 1
             total = sum(entities.values())
             lines.append(("entities (train)", ", ".join(f"{name} {count}" for name, count in entities.most_common())
-                          + f" ({total} in all)" if total else "none (no B- tags)"))
+                          + f" ({total} in all)" if total else "none (only O tags)"))
             if self.recipe.data.label_all_tokens:
                 lines.append(("sub-tokens", "every sub-token of a word is labelled and scored (label_all_tokens)"))
             if (weights := self.loss_weights()) is not None:
