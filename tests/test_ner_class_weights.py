@@ -92,3 +92,24 @@ def test_ner_takes_class_weights_from_the_command_line(cli, tmp_path, tiny_bert)
     result = cli([*common, "--class-weights", "1,2", "--dry-run"])
     assert result.exit_code == 2
     assert "train.class_weights has 2 weights but there are 4 labels (O, B-LOC, B-PER, I-PER)" in result.output
+
+
+def test_evaluate_reports_the_plain_loss_of_a_weighted_run(cli, tmp_path, tiny_bert):
+    import re
+
+    import yaml
+
+    train = write_jsonl(tmp_path / "train.jsonl", ROWS * 4)
+    result = cli(["ner", "--model", tiny_bert, "--train-file", train, "--validation-file", train, "--max-length",
+                  "32", "--class-weights", "0.1,5,5,5", "--max-steps", "2", "--output-dir", tmp_path / "run"])
+    assert result.exit_code == 0, result.output
+    losses = []
+    for name in ("weighted", "plain"):
+        result = cli(["evaluate", tmp_path / "run", "--dataset", train, "--output-dir", tmp_path / name])
+        assert result.exit_code == 0, result.output
+        text = "\n".join(path.read_text() for path in (tmp_path / name).rglob("*.json"))
+        losses.append(float(re.findall(r'"loss,none": ([0-9.e-]+)', text)[0]))
+        recipe = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
+        recipe["train"]["class_weights"] = None  # the same run as if trained without weights
+        (tmp_path / "run" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert losses[0] == pytest.approx(losses[1])
