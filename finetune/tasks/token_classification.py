@@ -141,12 +141,13 @@ class TokenClassificationTask(Task):
         return resolve_class_weights(setting, self.tag_counts(), len(train), False, self.label_names)
 
     def trainer_class(self) -> type[Trainer]:
-        weights = self.loss_weights()
-        if weights is None:
-            return super().trainer_class()
+        """Cross-entropy over the scored sub-tokens (-100 is its ignore_index), weighted by train.class_weights,
+        computed by the Trainer as a batch mean: with the model's own loss, BERT-style heads (a batch mean the
+        Trainer took for a token sum) reported --gradient-accumulation-steps N times the loss and clipped N times
+        larger gradients."""
         from finetune.tasks.class_weights import weighted_trainer
 
-        return weighted_trainer(weights, multi_label=False)  # weighted cross-entropy; -100 is its ignore_index
+        return weighted_trainer(self.loss_weights(), multi_label=False, own_loss=True)
 
     def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
         return {"class_weights": self.loss_weights()} if self.recipe.train.class_weights is not None else {}
