@@ -8,6 +8,12 @@ one sigmoid per label, BCE-with-logits loss); a label is predicted when its prob
 (`train.threshold`, or the one `train.tune_threshold` picks on the validation data), which is saved in the model's
 config.json as `multi_label_threshold`. Metrics: micro and macro F1, precision and recall, and subset accuracy (every
 label of the example right); macro F1 picks the best checkpoint.
+
+`train.tune_threshold` is one key with three values, not a second switch: false, `global` (one threshold for all
+labels; `true`, its first spelling, still means it) or `per_label` (one per label, for labels as unequal as
+GoEmotions'). A separate `per_label` switch would have a meaning only with tuning on, and a combination nobody can
+mean. Per label, `multi_label_threshold` is a list by label id, which `finetune predict`, `finetune evaluate` and a
+plain `AutoConfig` load read as they read the single number.
 """
 
 from __future__ import annotations
