@@ -8,9 +8,11 @@ from finetune.models.tiny import (  # noqa: F401  (re-exported)
     build_tiny_bert,
     build_tiny_gpt2,
     build_tiny_llama,
+    build_tiny_roberta,
     build_tiny_t5,
     train_bart_tokenizer,
     train_byte_bpe_tokenizer,
+    train_roberta_tokenizer,
     train_t5_tokenizer,
     train_wordpiece_tokenizer,
 )

@@ -99,6 +99,15 @@ def training_argument_names() -> set[str]:
     return {field.name for field in dataclasses.fields(Seq2SeqTrainingArguments) if field.init}
 
 
+def comma_list(value: Any) -> Any:
+    """A list key given as one value with commas (`text,labels,id` from a flag or an override), or a list."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
+    return value
+
+
 class _Section(BaseModel):
     # extra="forbid": a typo is an error, never a silently ignored setting. allow_inf_nan=False: `.inf` and `.nan`
     # are valid YAML floats but no valid setting (epochs=.inf would train forever), so `check` refuses them.
@@ -130,8 +139,8 @@ class DataSection(_Section):
     multi_label: bool = Field(False, description="Several labels per example, as label_separator-delimited text "
                                                  "('2,3'). Lists in JSON/parquet are detected without it.")
     label_separator: str = Field(",", min_length=1, description="Multi-label: what separates labels in a text cell.")
-    column_names: list[str] | None = Field(None, description="Names for the columns of csv/tsv files without a "
-                                           "header line (the first line is data), e.g. text,labels,id.")
+    column_names: list[str] | None = Field(None, description="Column names in the data's order, e.g. text,labels,id: "
+                                           "csv/tsv files then have no header line; other data is renamed.")
     train_split: str = Field("train", description="Split to train on.")
     eval_split: str | None = Field(None, description="Split to evaluate on. Default: validation (GLUE: its dev sets).")
     test_split: str | None = Field(None, description="Split to predict on after training. Default: none.")
@@ -176,15 +185,7 @@ class DataSection(_Section):
             return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return value
 
-    @field_validator("column_names", mode="before")
-    @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        """`text,labels,id` as one value, or a list."""
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
-        return value
+    _column_names = field_validator("column_names", mode="before")(comma_list)
 
     @field_validator("text_columns")
     @classmethod
@@ -243,12 +244,14 @@ class TrainSection(_Section):
     early_stopping_threshold: float = Field(0.0, ge=0, description="Early stopping: how much the metric must "
                                             "improve to count as better.")
     class_weights: Literal["auto"] | list[float] | None = Field(
-        None, description="Classification: weight each class's loss, 'auto' (inverse frequency in the training "
-                          "data) or one weight per label in label order; multi-label: BCE pos_weight per label.")
+        None, description="Classification and NER: weight each class's (tag's) loss, 'auto' (inverse frequency in "
+                          "the training data) or one per label in label order; multi-label: BCE pos_weight per label.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Multi-label: a label is predicted when its "
                                                           "probability reaches this.")
-    tune_threshold: bool = Field(False, description="Multi-label: after training, use the threshold that gives "
-                                                    "the best macro F1 on the validation data (saved with the model).")
+    tune_threshold: bool | Literal["global", "per_label"] = Field(
+        False, description="Multi-label: after training, pick the threshold with the best macro F1 on the validation "
+                           "data, one for all labels (true or global) or one per label (per_label); saved with the "
+                           "model.")
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
     use_cpu: bool = Field(False, description="Train on the CPU even when a GPU is present.")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
@@ -269,15 +272,12 @@ class TrainSection(_Section):
     def _yaml_no(cls, value: Any) -> Any:
         return "no" if value is False else value  # YAML 1.1 reads a bare `no` as false
 
-    @field_validator("report_to", mode="before")
+    _report_to = field_validator("report_to", mode="before")(comma_list)  # as transformers' --report_to a,b
+
+    @field_validator("tune_threshold")
     @classmethod
-    def _one_or_more(cls, value: Any) -> Any:
-        """`report_to: tensorboard` and `tensorboard,wandb` as transformers (and its --report_to) take them."""
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list):
-            return [name.strip() for item in value for name in str(item).split(",") if name.strip()]
-        return value
+    def _tuning(cls, value: bool | str) -> bool | str:
+        return "global" if value is True else value  # `true` (the first spelling) is one threshold for all
 
     @field_validator("class_weights", mode="before")
     @classmethod

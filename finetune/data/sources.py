@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.config.schema import DataSection
+from finetune.data.columns import apply_column_names
 from finetune.data.conll import CONLL_SUFFIXES, read_conll
 from finetune.data.glue import GlueTask, get_glue_task
 from finetune.errors import UserError, did_you_mean
@@ -75,6 +76,7 @@ def load_data(data: DataSection, *, need_train: bool = True) -> LoadedData:
     else:
         loaded = _load_hub(data)
     loaded.glue_task = glue_task
+    loaded = apply_column_names(loaded, data.column_names)  # csv/tsv: already their header; others: renamed
     if need_train and loaded.train is None:
         raise UserError(f"No training split found in {loaded.source}. Pass --train-file or set data.train_split.")
     return _truncate(loaded, data)

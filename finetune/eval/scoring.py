@@ -49,6 +49,8 @@ def evaluation_recipe(checkpoint: Checkpoint, spec: BenchmarkTask, task_name: st
 
     base = checkpoint.recipe.model_dump(mode="json") if checkpoint.recipe else {}
     base.update(task=task_name, peft={"enabled": False}, output_dir=None)
+    # The plain loss: class weights were a training choice, and the evaluation data's own would be another loss.
+    base["train"] = {**(base.get("train") or {}), "class_weights": None}
     base["model"] = {**base.get("model", {}), "name": checkpoint.config_source}
     data = dict(base.get("data") or {})
     if spec.own_data:
@@ -128,7 +130,8 @@ def _load_model(checkpoint: Checkpoint, recipe: Recipe, family: TaskFamily) -> t
     else:
         model = load_pretrained(getattr(transformers, family.auto_model), recipe.model)
     model.eval()
-    tokenizer = load_tokenizer(ModelSection(name=checkpoint.tokenizer_source), model.config)
+    tokenizer = load_tokenizer(ModelSection(name=checkpoint.tokenizer_source), model.config,
+                               **family.task_class.tokenizer_options(model.config))
     return model, tokenizer
 
 

@@ -65,6 +65,55 @@ def build_tiny_bert(path: Path, texts: Iterable[str], seed: int = 0, vocab_size:
     return path
 
 
+def train_roberta_tokenizer(texts: Iterable[str], vocab_size: int = 1000):
+    """A RoBERTa-style byte-level BPE tokenizer (`<s> a </s></s> b </s>`), saved like roberta-base's: without
+    `add_prefix_space`, so a word tokenizes differently at the start of a text than after a space.
+
+    Built, not trained, so the same texts always give the same files: the 256 byte symbols, then the most frequent
+    words (ties alphabetical) in their after-a-space form (`Ġparis`), each spelled by a chain of merges. Merges of
+    space-led pieces only, so a word at the very start of a text (no space before it) falls apart into bytes, as
+    rare words do in the real vocabulary."""
+    from collections import Counter
+
+    from tokenizers import pre_tokenizers
+    from transformers import RobertaTokenizer
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    words = Counter(piece for text in texts for piece, _ in byte_level.pre_tokenize_str(text))
+    vocabulary = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", *sorted(pre_tokenizers.ByteLevel.alphabet())]
+    known = set(vocabulary)
+    merges: list[tuple[str, str]] = []
+    for word in sorted((word for word in words if word.startswith("Ġ") and len(word) > 2),
+                       key=lambda word: (-words[word], word)):
+        pieces = [word[:end] for end in range(2, len(word) + 1) if word[:end] not in known]
+        if len(vocabulary) + len(pieces) > vocab_size:
+            break
+        for piece in pieces:
+            merges.append((piece[:-1], piece[-1]))
+            vocabulary.append(piece)
+            known.add(piece)
+    # merges as (left, right) pairs, which tokenizers' BPE takes (the annotation says strings, which it refuses).
+    return RobertaTokenizer(vocab={token: index for index, token in enumerate(vocabulary)},
+                            merges=merges,  # type: ignore[arg-type]
+                            add_prefix_space=False, model_max_length=512)
+
+
+def build_tiny_roberta(path: Path, texts: Iterable[str], seed: int = 0, vocab_size: int = 1000) -> Path:
+    """Save a tiny random RoBERTa (encoder only, byte-level BPE tokenizer) to `path`; returns `path`."""
+    import torch
+    from transformers import RobertaConfig, RobertaModel
+
+    tokenizer = train_roberta_tokenizer(texts, vocab_size)
+    # RoBERTa numbers positions from pad_token_id + 1: two more position embeddings than the longest input.
+    config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
+                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    RobertaModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
 # ---- encoder-decoder models (summarization, translation) ---------------------------------------------------------
 
 

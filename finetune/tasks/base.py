@@ -127,6 +127,12 @@ class Task(ABC):
     def main_metric(self) -> str:
         """The metric that picks the best checkpoint (without the eval_ prefix)."""
 
+    @staticmethod
+    def tokenizer_options(config: Any) -> dict[str, Any]:
+        """Keyword arguments for loading this task's tokenizer for a model with `config`: training, `check`,
+        `evaluate` and `predict` all load it with these, so they tokenize alike."""
+        return {}
+
     def training_arguments(self, **kwargs: Any) -> TrainingArguments:
         from transformers import TrainingArguments
 

@@ -87,14 +87,17 @@ def classification_trainer() -> type[Trainer]:
     return ClassificationTrainer
 
 
-def weighted_trainer(weights: list[float] | None, multi_label: bool) -> type[Trainer]:
-    """The classifier's Trainer, computing the weighted loss when there are weights."""
+def weighted_trainer(weights: list[float] | None, multi_label: bool, own_loss: bool = False) -> type[Trainer]:
+    """The classifier's Trainer, computing the weighted loss when there are weights. `own_loss`: compute the loss
+    here even without weights (then plain cross-entropy, the mean over the labels that are not -100), so that it is a
+    batch mean whatever the model's head does. Token classifiers need it: most heads (BERT's) return a batch mean,
+    some (GPT-NeoX's) one scaled by the tokens of the whole accumulated batch, and the Trainer must know which."""
     base = classification_trainer()
-    if weights is None:
+    if weights is None and not own_loss:
         return base
 
     class WeightedLossTrainer(base):  # type: ignore[valid-type, misc]
-        class_weights = tuple(weights or ())
+        class_weights = tuple(weights) if weights is not None else None
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
@@ -102,7 +105,8 @@ def weighted_trainer(weights: list[float] | None, multi_label: bool) -> type[Tra
 
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            weight = torch.tensor(self.class_weights, dtype=torch.float32, device=outputs.logits.device)
+            weight = (torch.tensor(self.class_weights, dtype=torch.float32, device=outputs.logits.device)
+                      if self.class_weights is not None else None)
             loss = weighted_loss(outputs.logits, labels, weight, multi_label)
             return (loss, outputs) if return_outputs else loss
 

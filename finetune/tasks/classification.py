@@ -391,7 +391,8 @@ FAMILIES = (TaskFamily(
            Flag("data.max_length", help="Truncate inputs to this many tokens."), Flag("data.multi_label"),
            Flag("data.label_separator"), Flag("data.label_names"), Flag("data.column_names"),
            Flag("train.class_weights", help="auto (inverse frequency) or one weight per label, e.g. 1,5."),
-           Flag("train.threshold"), Flag("train.tune_threshold")),
+           Flag("train.threshold"), Flag("train.tune_threshold", help="Multi-label: pick the threshold with the best "
+                                         "validation macro F1 (one per label: train.tune_threshold=per_label).")),
     architectures=("ForSequenceClassification",),
     benchmark_datasets=("glue/", "nyu-mll/glue"),
     checkpoint_hint="a *ForSequenceClassification model, e.g. a `finetune classify` run",

@@ -39,9 +39,10 @@ def predict_labels(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
                 record["text_pair"] = pair
             if regression:
                 record.update(label=float(row[0]), score=None)
-            elif threshold is not None:  # multi-label: every label whose probability reaches the threshold
+            elif threshold is not None:  # multi-label: every label whose probability reaches its threshold
                 probabilities = row.sigmoid()
-                hits = [(float(p), index) for index, p in enumerate(probabilities) if float(p) >= threshold]
+                cut = threshold if isinstance(threshold, list) else [threshold] * len(probabilities)
+                hits = [(float(p), index) for index, p in enumerate(probabilities) if float(p) >= cut[index]]
                 record.update(labels=[{"label": model.config.id2label[index], "score": p}
                                       for p, index in sorted(hits, reverse=True)], threshold=threshold)
             else:
@@ -52,21 +53,23 @@ def predict_labels(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
     return records
 
 
-def multi_label_threshold(config: Any, run_dir: Path) -> float | None:
-    """A multi-label model's decision threshold: its config's, else the run's metrics.json (a LoRA run saves no
-    config of its own), else 0.5; None for a single-label classifier."""
+def multi_label_threshold(config: Any, run_dir: Path) -> float | list[float] | None:
+    """A multi-label model's decision threshold (one, or a list by label id when tuned per label): its config's,
+    else the run's metrics.json (a LoRA run saves no config of its own), else 0.5; None for a single-label
+    classifier."""
     import json
 
     from finetune.tasks.multi_label_scores import PROBLEM_TYPE, THRESHOLD_KEY
 
     if config.problem_type != PROBLEM_TYPE:
         return None
-    if getattr(config, THRESHOLD_KEY, None) is not None:
-        return float(getattr(config, THRESHOLD_KEY))
+    saved = getattr(config, THRESHOLD_KEY, None)
     metrics = Path(run_dir) / "metrics.json"
-    if metrics.is_file():
-        return float(json.loads(metrics.read_text(encoding="utf-8")).get("threshold", 0.5))
-    return 0.5
+    if saved is None and metrics.is_file():
+        saved = json.loads(metrics.read_text(encoding="utf-8")).get("threshold")
+    if isinstance(saved, list):
+        return [float(value) for value in saved]
+    return float(saved) if saved is not None else 0.5
 
 
 def prediction_line(record: dict[str, Any]) -> str:

@@ -8,6 +8,12 @@ one sigmoid per label, BCE-with-logits loss); a label is predicted when its prob
 (`train.threshold`, or the one `train.tune_threshold` picks on the validation data), which is saved in the model's
 config.json as `multi_label_threshold`. Metrics: micro and macro F1, precision and recall, and subset accuracy (every
 label of the example right); macro F1 picks the best checkpoint.
+
+`train.tune_threshold` is one key with three values, not a second switch: false, `global` (one threshold for all
+labels; `true`, its first spelling, still means it) or `per_label` (one per label, for labels as unequal as
+GoEmotions'). A separate `per_label` switch would have a meaning only with tuning on, and a combination nobody can
+mean. Per label, `multi_label_threshold` is a list by label id, which `finetune predict`, `finetune evaluate` and a
+plain `AutoConfig` load read as they read the single number.
 """
 
 from __future__ import annotations
@@ -19,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError, preview
 from finetune.tasks.classification import ClassificationTask, _column, _label_text
-from finetune.tasks.multi_label_scores import PROBLEM_TYPE, THRESHOLD_KEY, best_threshold, multi_label_scores, sigmoid
+from finetune.tasks.multi_label_scores import (
+    PROBLEM_TYPE,
+    THRESHOLD_KEY,
+    Threshold,
+    best_threshold,
+    best_thresholds,
+    multi_label_scores,
+    sigmoid,
+)
 
 if TYPE_CHECKING:
     import datasets
@@ -109,8 +123,23 @@ class MultiLabelClassificationTask(ClassificationTask):
         return counts
 
     @property
-    def threshold(self) -> float:
+    def threshold(self) -> Threshold:
+        """The decision threshold: one for every label, or (tuned per label) a list by label id."""
         return getattr(self, "_threshold", self.recipe.train.threshold)
+
+    def pick_threshold(self, probabilities: Any, references: Any, split: str) -> None:
+        """train.tune_threshold on the first labelled split: the global threshold with the best macro F1, then, for
+        per_label, each label's own best (labels without a positive example here keep the global one)."""
+        chosen = best_threshold(probabilities, references)
+        self._threshold: Threshold
+        if self.recipe.train.tune_threshold == "per_label":
+            thresholds = best_thresholds(probabilities, references, fallback=chosen)
+            self._threshold = thresholds
+            logger.warning("Decision thresholds tuned per label on %s (macro F1): %s.", split,
+                           ", ".join(f"{name} {value:.2f}" for name, value in zip(self.label_names, thresholds)))
+        else:
+            self._threshold = chosen
+            logger.warning("Decision threshold tuned on %s: %.2f (macro F1).", split, chosen)
 
     # ---- model and inputs ----------------------------------------------------------------------------------
 
@@ -174,8 +203,7 @@ class MultiLabelClassificationTask(ClassificationTask):
         metrics = dict(output.metrics or {}) if references is not None else {}
         if references is not None:
             if self.recipe.train.tune_threshold and not hasattr(self, "_threshold"):
-                self._threshold = best_threshold(probabilities, references)
-                logger.warning("Decision threshold tuned on %s: %.2f (macro F1).", path.stem, self._threshold)
+                self.pick_threshold(probabilities, references, path.stem)
             metrics.update({f"{metric_key_prefix}_{key}": value
                             for key, value in self.score(probabilities, references).items()})
         if not trainer.is_world_process_zero():
@@ -187,7 +215,7 @@ class MultiLabelClassificationTask(ClassificationTask):
                 record: dict[str, Any] = dict(row)
                 if references is not None:
                     record["labels"] = [names[index] for index in np.flatnonzero(references[row_index] >= 0.5)]
-                hits = np.flatnonzero(probabilities[row_index] >= self.threshold)
+                hits = np.flatnonzero(probabilities[row_index] >= np.asarray(self.threshold))
                 hits = hits[np.argsort(-probabilities[row_index][hits])]
                 record["prediction"] = [names[index] for index in hits]
                 record["scores"] = {names[index]: round(float(probabilities[row_index][index]), 6) for index in hits}
@@ -195,13 +223,16 @@ class MultiLabelClassificationTask(ClassificationTask):
         return metrics
 
     def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
-        """The threshold goes into the saved config, so `finetune predict` decides as the evaluation did."""
+        """The threshold (per label: the list by label id) goes into the saved config, so `finetune predict`,
+        `finetune evaluate` and a plain transformers load decide as the evaluation did; metrics.json names them."""
         config = getattr(trainer.model, "config", None)
         if config is not None:
             setattr(config, THRESHOLD_KEY, self.threshold)
         tuned = "validation" if hasattr(self, "_threshold") else None
-        return {**super().after_training(trainer, run_dir), "threshold": self.threshold,
-                "threshold_tuned_on": tuned}
+        extra: dict[str, Any] = {"threshold": self.threshold, "threshold_tuned_on": tuned}
+        if isinstance(self.threshold, list):
+            extra["thresholds_by_label"] = dict(zip(self.label_names, self.threshold))
+        return {**super().after_training(trainer, run_dir), **extra}
 
     def check_report(self, data: LoadedData) -> list[tuple[str, str]]:
         lines = super().check_report(data)
@@ -229,7 +260,7 @@ class MultiLabelClassificationTask(ClassificationTask):
         if names:
             self.label_names = names
             self.label2id = {name: index for index, name in enumerate(names)}
-        self._threshold = float(getattr(model.config, THRESHOLD_KEY, self.recipe.train.threshold))
+        self._threshold = checkpoint_threshold(model.config, self.recipe.train.threshold, checkpoint)
         return self.compute_metrics
 
     def relabel(self, tokenized: datasets.Dataset) -> datasets.Dataset:
@@ -247,3 +278,14 @@ class MultiLabelClassificationTask(ClassificationTask):
 
 
 ClassificationTask.multi_label_task = MultiLabelClassificationTask  # what classification data with label lists uses
+
+
+def checkpoint_threshold(config: Any, default: float, checkpoint: str) -> Threshold:
+    """A checkpoint's saved threshold: one number, or one per label id (which must match its labels)."""
+    saved = getattr(config, THRESHOLD_KEY, None)
+    if isinstance(saved, list):
+        if len(saved) != config.num_labels:
+            raise UserError(f"{checkpoint}: config.json has {len(saved)} thresholds in {THRESHOLD_KEY} for "
+                            f"{config.num_labels} labels. Give one per label id, or a single number.")
+        return [float(value) for value in saved]
+    return float(saved) if saved is not None else default

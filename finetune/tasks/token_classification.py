@@ -4,6 +4,11 @@ Data: CoNLL files (finetune/data/conll.py), or JSON/jsonl/parquet/Hub datasets w
 (`tokens`) and one of tag lists (`ner_tags`: names, or ids named by a ClassLabel or `data.label_names`). Words are
 split into sub-tokens by a fast tokenizer; a word's tag goes to its first sub-token and the others are ignored (-100),
 as transformers' examples/pytorch/token-classification/run_ner.py does (`data.label_all_tokens` labels them all).
+
+`train.class_weights` weights the cross-entropy by tag exactly as for single-label classification
+(tasks/class_weights.py: sum_i w[y_i] * -log p_i[y_i] / sum_i w[y_i] over the scored sub-tokens, -100 skipped), with
+`auto` = N / (K * n_t) counted over the tags of the training words. `check` shows the weights but does not warn
+about rare tags as it does about rare classes: `O` is most of every NER corpus, so the warning would always fire.
 """
 
 from __future__ import annotations
@@ -25,10 +30,6 @@ if TYPE_CHECKING:
 
     from finetune.config.schema import Recipe
     from finetune.data.sources import LoadedData
-
-# Byte-level BPE tokenizers split pre-tokenized words only with a space before each (run_ner.py does the same).
-_PREFIX_SPACE_MODELS = {"gpt2", "roberta", "deberta", "bloom", "longformer"}
-
 
 class TokenClassificationTask(Task):
     def setup(self, data: LoadedData) -> None:
@@ -69,8 +70,7 @@ class TokenClassificationTask(Task):
         config = load_config(model_section, num_labels=len(self.label_names))
         config.id2label = dict(enumerate(self.label_names))
         config.label2id = dict(self.label2id)
-        extra = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODELS else {}
-        tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length, **extra)
+        tokenizer = load_tokenizer(model_section, config, self.recipe.data.max_length, **self.tokenizer_options(config))
         model = load_pretrained(AutoModelForTokenClassification, model_section, config=config,
                                 ignore_mismatched_sizes=True,
                                 new_head=f"token classification head initialised: {len(self.label_names)} tags")
@@ -106,6 +106,10 @@ class TokenClassificationTask(Task):
                           settings={"max_length": max_length, "label_all_tokens": label_all, "columns": columns,
                                     "label_names": self.label_names, "task": "token_classification"})
 
+    @staticmethod
+    def tokenizer_options(config: Any) -> dict[str, Any]:
+        return token_labels.tokenizer_options(config)
+
     def tag_index(self, tag: Any) -> int:
         """The model's id of a tag from the data (a name, or an id in the data's own tag order)."""
         data_id = token_labels.tag_id(tag, self.data_label2id, "the data")
@@ -115,6 +119,38 @@ class TokenClassificationTask(Task):
         from transformers import DataCollatorForTokenClassification
 
         return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORED)
+
+    # ---- class weights -----------------------------------------------------------------------------------------
+
+    def tag_counts(self) -> list[int]:
+        """Training words per tag id (the model's ids)."""
+        counts = [0] * len(self.label_names)
+        train = self.data.train
+        assert train is not None  # loss_weights asks only with training data
+        for tags in train.select_columns([self.tags_column])[:][self.tags_column]:
+            for tag in tags:
+                counts[self.tag_index(tag)] += 1
+        return counts
+
+    def loss_weights(self) -> list[float] | None:
+        from finetune.tasks.class_weights import resolve_class_weights
+
+        setting, train = self.recipe.train.class_weights, getattr(self.data, "train", None)
+        if setting is None or train is None:
+            return None
+        return resolve_class_weights(setting, self.tag_counts(), len(train), False, self.label_names)
+
+    def trainer_class(self) -> type[Trainer]:
+        """Cross-entropy over the scored sub-tokens (-100 is its ignore_index), weighted by train.class_weights,
+        computed by the Trainer as a batch mean: with the model's own loss, BERT-style heads (a batch mean the
+        Trainer took for a token sum) reported --gradient-accumulation-steps N times the loss and clipped N times
+        larger gradients."""
+        from finetune.tasks.class_weights import weighted_trainer
+
+        return weighted_trainer(self.loss_weights(), multi_label=False, own_loss=True)
+
+    def after_training(self, trainer: Trainer, run_dir: Path) -> dict[str, Any]:
+        return {"class_weights": self.loss_weights()} if self.recipe.train.class_weights is not None else {}
 
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest sentences first: batches of similar length pad less; the scores do not change."""
@@ -192,15 +228,17 @@ class TokenClassificationTask(Task):
         if data.train is not None:
             entities: Counter[str] = Counter()
             for tags in data.train[self.tags_column]:
-                for tag in tags:
-                    name = self.label_names[self.tag_index(tag)]
-                    if name.startswith(("B-", "S-", "U-")):
+                for name in token_labels.prefixed([self.label_names[self.tag_index(tag)] for tag in tags]):
+                    if name.startswith(("B-", "S-")):  # an entity begins (IO tags: where a run begins)
                         entities[name[2:]] += 1
             total = sum(entities.values())
             lines.append(("entities (train)", ", ".join(f"{name} {count}" for name, count in entities.most_common())
-                          + f" ({total} in all)" if total else "none (no B- tags)"))
+                          + f" ({total} in all)" if total else "none (only O tags)"))
             if self.recipe.data.label_all_tokens:
                 lines.append(("sub-tokens", "every sub-token of a word is labelled and scored (label_all_tokens)"))
+            if (weights := self.loss_weights()) is not None:
+                lines.append(("class weights", ", ".join(f"{name} {weight:.3g}"
+                                                         for name, weight in zip(self.label_names, weights))))
         return lines
 
     # ---- scoring a saved checkpoint ------------------------------------------------------------------------
@@ -270,6 +308,7 @@ FAMILIES = (TaskFamily(
            Flag("data.label_names", help="Tag names in id order, once per tag (for data that stores tag ids). "
                                          "Default: from the data."),
            Flag("data.label_all_tokens"),
+           Flag("train.class_weights", help="auto (inverse tag frequency) or one weight per tag in tag order."),
            Flag("data.max_length", help="Truncate sentences to this many sub-tokens.")),
     architectures=("ForTokenClassification",),
     benchmark_datasets=("wnut_17", "leondz/wnut_17", "conll2003", "eriktks/conll2003"),

@@ -16,8 +16,18 @@ if TYPE_CHECKING:
     import datasets
 
 IGNORED = -100  # the label id the loss and the metrics skip (PyTorch's CrossEntropyLoss ignore_index)
+# Byte-level BPE tokenizers split pre-tokenized words only with a space before each (run_ner.py does the same).
+PREFIX_SPACE_MODELS = {"gpt2", "roberta", "deberta", "bloom", "longformer"}
 TOKEN_COLUMN_GUESSES = ("tokens", "words")
 TAG_COLUMN_GUESSES = ("ner_tags", "tags", "labels", "label", "ner")
+
+
+def tokenizer_options(config: Any) -> dict[str, Any]:
+    """How a token classifier's tokenizer is loaded, wherever it is (training, check, evaluate, predict): byte-level
+    BPE models (RoBERTa, GPT-2, ...) with `add_prefix_space`, so each word of a pre-split sentence is tokenized as
+    after a space. Without it the words are tokenized as if glued together (`Ġparis` becomes `p a r i s`), and a
+    checkpoint whose tokenizer files do not say add_prefix_space (roberta-base's own) scores far below its training."""
+    return {"add_prefix_space": True} if getattr(config, "model_type", None) in PREFIX_SPACE_MODELS else {}
 
 
 def guess_column(columns: Sequence[str], given: str | None, guesses: Sequence[str], what: str, flag: str) -> str:
@@ -151,19 +161,70 @@ def tag_sequences(predicted: Any, labels: Any, names: list[str]) -> tuple[list[l
     return predictions, references
 
 
+_PREFIXES = {"B", "I", "E", "S", "L", "U"}  # IOB2, BIOES (E- end, S- single) and BILOU (L- last, U- unit)
+_BILOU = {"L": "E", "U": "S"}
+
+
+def split_tag(tag: str) -> tuple[str | None, str]:
+    """('B', 'PER') for B-PER; (None, 'PER') for a tag without a scheme prefix (IO: PER, LOC; or O)."""
+    prefix, separator, entity = tag.partition("-")
+    return (prefix, entity) if separator and entity and prefix in _PREFIXES else (None, tag)
+
+
+def prefixed(tags: Sequence[str]) -> list[str]:
+    """Tags as seqeval reads them. A tag without a prefix (the IO scheme: PER, LOC) begins an entity where the
+    previous tag differs and continues it over a run of the same tag, so it becomes B-PER, I-PER; BILOU's L- and U-
+    become BIOES' E- and S-; prefixed tags and O stay. (Read raw, seqeval takes a prefix-less tag's first letter as
+    its prefix: ORG would be O, outside, and PER an entity of type ER.)"""
+    result: list[str] = []
+    previous = "O"
+    for tag in tags:
+        prefix, entity = split_tag(tag)
+        if tag == "O":
+            result.append(tag)
+        elif prefix is None:
+            result.append(("I-" if previous == tag else "B-") + tag)
+        else:
+            result.append(f"{_BILOU.get(prefix, prefix)}-{entity}")
+        previous = tag
+    return result
+
+
+def pipeline_tag(tag: str) -> str:
+    """The tag transformers' token-classification pipeline groups correctly: it knows B- and I- (and treats a tag
+    without a prefix as continuing a run of itself, right for IO), so BIOES' S- (BILOU's U-) becomes B- and E- (L-)
+    becomes I-."""
+    prefix, entity = split_tag(tag)
+    return {"S": "B-", "U": "B-", "E": "I-", "L": "I-"}[prefix] + entity if prefix in ("S", "U", "E", "L") else tag
+
+
+def is_bioes(tags: Sequence[Sequence[str]]) -> bool:
+    """Whether tags (as `prefixed` gives them) use E-/S- (BIOES or BILOU) rather than B-/I- only."""
+    return any(tag[:2] in ("E-", "S-") for row in tags for tag in row)
+
+
 def entity_scores(predictions: list[list[str]], references: list[list[str]]) -> dict[str, float]:
-    """Entity-level precision, recall and F1 (overall: micro over entities; and per type), plus token accuracy,
-    by seqeval with its default (conlleval) matching, as transformers' run_ner.py reports them."""
+    """Entity-level precision, recall and F1 (overall: micro over entities; and per type), plus token accuracy.
+
+    By seqeval, as transformers' run_ner.py reports them: IOB2 tags (and IO tags, made IOB2 by `prefixed`: an entity
+    per run of the same type) with its default, conlleval-style matching; BIOES (and BILOU) gold tags with its strict
+    IOBES mode, where only well-formed entities count (conlleval would take B-PER I-PER without its E-PER as one).
+    """
     import warnings
 
     from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import IOBES
 
+    accuracy = float(accuracy_score(references, predictions))  # of the tags themselves, before any conversion
+    references = [prefixed(row) for row in references]
+    predictions = [prefixed(row) for row in predictions]
+    strict: dict[str, Any] = {"mode": "strict", "scheme": IOBES} if is_bioes(references) else {}
     with warnings.catch_warnings():  # seqeval warns about 0/0 for types never predicted; they score 0
         warnings.simplefilter("ignore")
-        report = classification_report(references, predictions, output_dict=True, zero_division=0)
+        report = classification_report(references, predictions, output_dict=True, zero_division=0, **strict)
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
     scores = {"precision": float(micro["precision"]), "recall": float(micro["recall"]),
-              "f1": float(micro["f1-score"]), "accuracy": float(accuracy_score(references, predictions))}
+              "f1": float(micro["f1-score"]), "accuracy": accuracy}
     for entity, values in report.items():
         if entity.endswith(" avg"):
             continue

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.tasks.base import SmokeCase
+from finetune.tasks.token_labels import pipeline_tag
 
 if TYPE_CHECKING:
     from finetune.config.schema import Recipe
@@ -31,7 +32,11 @@ def predict_entities(run_dir: Path, recipe: Recipe | None, family: TaskFamily,
     model = family.load_trained_model(run_dir)
     if hasattr(model, "merge_and_unload"):  # a LoRA adapter: the pipeline wants a plain transformers model
         model = model.merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir))
+    # BIOES/BILOU tags as the B-/I- the pipeline groups by (S-PER alone, B-PER ... E-PER together); IO stays.
+    model.config.id2label = {index: pipeline_tag(name) for index, name in model.config.id2label.items()}
+    # Loaded as training loaded it (add_prefix_space for byte-level BPE), whatever its files say.
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(run_dir),
+                                              **family.task_class.tokenizer_options(model.config))
     max_length = recipe.data.max_length if recipe else min(tokenizer.model_max_length, 512)
     tokenizer.model_max_length = max_length  # the pipeline cuts long texts into windows of this many tokens
     tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy=AGGREGATION,

@@ -93,7 +93,7 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
 
     configure_library_logging()
     config = load_config(recipe.model)
-    tokenizer = load_tokenizer(recipe.model, config, recipe.data.max_length)
+    tokenizer = load_tokenizer(recipe.model, config, recipe.data.max_length, **task.tokenizer_options(config))
     sample = train.select(range(min(SAMPLE_SIZE, len(train))))
     lengths = [len(ids) for ids in task.tokenize(sample, tokenizer)["input_ids"]]
     lines, examples = task.check_tokens(lengths, len(sample), len(train))
