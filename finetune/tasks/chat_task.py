@@ -190,7 +190,10 @@ class ChatSupport(Task):
                 del out["labels"]
             return out
 
+        from finetune.tasks import chat_format, chat_template
+
         tokenized = map_cached(split, encode, tokenizer=tokenizer, columns=layout.columns(split.column_names),
+                               code=[chat_format, chat_template],
                                settings={"format": "chat", "max_length": max_length, "system": system,
                                          "template": template_digest(tokenizer), "training": training,
                                          "has_replies": has_replies, "layout": layout.describe()})

@@ -132,7 +132,10 @@ class MultiLabelClassificationTask(ClassificationTask):
                 encoded["labels"] = [self.multi_hot(value) for value in batch[self.label_column]]
             return encoded
 
+        from finetune.tasks import classification
+
         return map_cached(split, encode, tokenizer=tokenizer, columns=[*self.text_columns, self.label_column],
+                          code=[classification],
                           settings={"max_length": max_length, "text_columns": self.text_columns,
                                     "label_column": self.label_column, "has_labels": has_labels,
                                     "label_names": self.label_names, "multi_label": True,

@@ -1,0 +1,76 @@
+"""Data preparation in memory that does not grow with the data (benchmarks/scaling.py measures it): text mode packs
+batch by batch with the same blocks as one stream over the whole split, and label and row checks read splits in
+batches with the same results and messages as before.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from finetune.tasks.lm_inputs import StreamPacker, lines_to_documents, pack_blocks
+
+
+def word_lengths(documents: list[str]) -> list[list[int]]:
+    """A stand-in tokenizer: one token per word, its length."""
+    return [[len(word) for word in document.split()] for document in documents]
+
+
+def lines(count: int, seed: int) -> list[str]:
+    generator = random.Random(seed)
+    return ["" if generator.random() < 0.2 else " ".join("x" * generator.randint(1, 9)
+                                                         for _ in range(generator.randint(1, 12)))
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("line_based", [True, False])
+@pytest.mark.parametrize("keep_remainder", [True, False])
+def test_packing_batch_by_batch_gives_the_blocks_of_one_stream(line_based, keep_remainder):
+    rows = lines(503, seed=1)
+    rows[100:140] = ["a b c"] * 40  # a document running over a batch boundary
+    documents = lines_to_documents(rows) if line_based else [row for row in rows if row.strip()]
+    expected = pack_blocks(([*ids, 0] for ids in word_lengths(documents)), 16, keep_remainder=keep_remainder)
+    packer = StreamPacker(word_lengths, 0, 16, len(rows), line_based, keep_remainder)
+    for _ in range(2):  # a second pass (datasets may map again) starts afresh
+        blocks: list[list[int]] = []
+        for start in range(0, len(rows), 64):
+            blocks += packer(rows[start:start + 64], list(range(start, min(start + 64, len(rows)))))
+        assert blocks == expected
+
+
+def test_a_text_file_larger_than_a_batch_packs_as_one_stream(tmp_path):
+    """Through the task: 2,500 lines (three map batches) of a .txt file, documents separated by blank lines."""
+    from finetune.config.loading import load_recipe
+    from finetune.data.sources import load_data
+    from finetune.models.tiny import train_byte_bpe_tokenizer
+    from finetune.tasks import get_task
+    from finetune.tasks.smoke_data import make_sentences
+
+    sentences = make_sentences(2500, seed=2)
+    text = [sentence if index % 7 else "" for index, sentence in enumerate(sentences)]
+    path = tmp_path / "train.txt"
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    (tmp_path / "valid.txt").write_text("\n".join(sentences[:30]) + "\n", encoding="utf-8")
+    tokenizer = train_byte_bpe_tokenizer(sentences[:200])
+    recipe = load_recipe(base={"task": "generation"}, flags={"model": {"name": "unused"}, "data": {
+        "train_file": str(path), "validation_file": str(tmp_path / "valid.txt"), "format": "text",
+        "max_length": 32}})
+    task = get_task(recipe)
+    data = load_data(recipe.data)
+    task.setup(data)
+    blocks = task.tokenize(data.train, tokenizer)["input_ids"]
+
+    documents = lines_to_documents(data.train["text"])
+    ids = tokenizer(documents)["input_ids"]
+    assert blocks == pack_blocks(([*row, tokenizer.eos_token_id] for row in ids), 32)
+    assert len(blocks) > 100
+
+
+def _data(rows: dict[str, list[Any]]) -> Any:
+    import datasets
+
+    from finetune.data.sources import LoadedData
+
+    return LoadedData(train=datasets.Dataset.from_dict(rows))
