@@ -74,3 +74,45 @@ def _data(rows: dict[str, list[Any]]) -> Any:
     from finetune.data.sources import LoadedData
 
     return LoadedData(train=datasets.Dataset.from_dict(rows))
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    import finetune.data.columns
+
+    monkeypatch.setattr(finetune.data.columns, "BATCH_ROWS", 3)
+
+
+def test_labels_are_counted_batch_by_batch_over_the_selected_rows(small_batches):
+    import datasets
+
+    from finetune.data.columns import distinct_values, value_counts
+
+    split = datasets.Dataset.from_dict({"label": ["b", "a", "b", None, "c", "b", "a"]})
+    assert value_counts(split, "label") == {"b": 3, "a": 2, None: 1, "c": 1}
+    assert distinct_values(split, "label")[:2] == ["b", "a"]  # first appearance first
+    assert value_counts(split.select([6, 5, 1]), "label") == {"a": 2, "b": 1}
+    nested = datasets.Dataset.from_dict({"labels": [["x", "y"], ["x"], ["x", "y"], []]})
+    assert value_counts(nested, "labels") == {("x", "y"): 2, ("x",): 1, (): 1}
+
+
+def test_label_checks_over_many_batches_name_the_bad_label(small_batches):
+    """Reading labels in batches keeps the checks whole: a label only the last batch holds is still found."""
+    from finetune.config.loading import load_recipe
+    from finetune.errors import UserError
+    from finetune.tasks import get_task
+
+    rows = {"text": [f"review {index}" for index in range(10)], "label": ["good", "bad"] * 4 + ["good", "Good "]}
+    task = get_task(load_recipe(base={"task": "classification"}, flags={"model": {"name": "unused"}}))
+    with pytest.raises(UserError, match="differ only by case or spaces"):
+        task.setup(_data(rows))
+    rows["label"][-1] = "meh"
+    task = get_task(load_recipe(base={"task": "classification"}, flags={"model": {"name": "unused"}, "data": {
+        "label_names": ["bad", "good"]}}))
+    with pytest.raises(UserError, match="Label 'meh' in the train data is not one of the labels"):
+        task.setup(_data(rows))
+    rows["label"][-1] = "good"
+    task = get_task(load_recipe(base={"task": "classification"}, flags={"model": {"name": "unused"}}))
+    task.setup(_data(rows))
+    assert task.label_names == ["bad", "good"]
+    assert task.label_counts() == [4, 6]

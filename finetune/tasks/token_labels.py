@@ -7,7 +7,7 @@ these into the Trainer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from finetune.errors import UserError, preview
@@ -59,8 +59,8 @@ def tag_names(splits: list[tuple[str, datasets.Dataset]], tokens: str, tags: str
         return names
     seen: set[str] = set()
     for name, split in splits:
-        for row, values in enumerate(split[tags], start=1):
-            for value in values or []:
+        for row, values in enumerate(_cells(split, [tags]), start=1):
+            for value in values[0] or []:
                 if not isinstance(value, str):
                     raise UserError(f"Row {row} of the {name} data has tag ids ({preview(value)}) in column "
                                     f"'{tags}' but the data names no tags: pass --label-names (id order, e.g. "
@@ -74,21 +74,26 @@ def tag_names(splits: list[tuple[str, datasets.Dataset]], tokens: str, tags: str
 
 def check_rows(split: datasets.Dataset, name: str, tokens: str, tags: str | None, label2id: dict[str, int]) -> None:
     """Every row: a list of tokens, as many tags, each tag known. The message names the row (1-based)."""
-    columns = [tokens, tags] if tags else [tokens]
-    for row, record in enumerate(split.select_columns(columns).to_list(), start=1):
-        words = record[tokens]
+    for row, record in enumerate(_cells(split, [tokens, tags] if tags else [tokens]), start=1):
+        words = record[0]
         if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
             raise UserError(f"Row {row} of the {name} data: column '{tokens}' must hold a list of words (strings), "
                             f"not {preview(words)}.")
         if tags is None:
             continue
-        values = record[tags]
+        values = record[1]
         if not isinstance(values, list) or len(values) != len(words):
             count = len(values) if isinstance(values, list) else "no list of"
             raise UserError(f"Row {row} of the {name} data has {len(words)} tokens but {count} tags in column "
                             f"'{tags}': each token needs exactly one tag.")
         for value in values:
             tag_id(value, label2id, f"row {row} of the {name} data")
+
+
+def _cells(split: datasets.Dataset, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+    """Each row's cells of `columns`, read a thousand rows at a time (not the whole split as Python lists)."""
+    for batch in split.select_columns(columns).iter(batch_size=1000):
+        yield from zip(*(batch[column] for column in columns))
 
 
 def tag_id(value: Any, label2id: dict[str, int], where: str) -> int:
