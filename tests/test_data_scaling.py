@@ -116,3 +116,52 @@ def test_label_checks_over_many_batches_name_the_bad_label(small_batches):
     task.setup(_data(rows))
     assert task.label_names == ["bad", "good"]
     assert task.label_counts() == [4, 6]
+
+
+def test_ner_rows_checked_by_arrow_still_name_the_bad_row(small_batches):
+    """The whole-batch check finds nothing wrong or hands over to the row by row one, which names the row."""
+    from finetune.errors import UserError
+    from finetune.tasks.token_labels import check_rows, tag_names
+
+    def split(tags: list[list[Any]]) -> Any:
+        import datasets
+
+        return datasets.Dataset.from_dict({"tokens": [["Ann", "sings"]] * len(tags), "ner_tags": tags})
+
+    good = [["B-PER", "O"]] * 8
+    names = {"O": 0, "B-PER": 1}
+    check_rows(split(good), "train", "tokens", "ner_tags", names)
+    assert tag_names([("train", split(good))], "tokens", "ner_tags", None) == ["O", "B-PER"]
+    with pytest.raises(UserError, match="Row 7 of the train data has 2 tokens but 1 tags"):
+        check_rows(split([*good[:6], ["O"], good[0]]), "train", "tokens", "ner_tags", names)
+    with pytest.raises(UserError, match="Tag 'B-LOC' in row 8 of the train data"):
+        check_rows(split([*good[:7], ["B-LOC", "O"]]), "train", "tokens", "ner_tags", names)
+    with pytest.raises(UserError, match="Tag 2 in row 5 of the train data"):
+        check_rows(split([[1, 0]] * 4 + [[2, 0]]), "train", "tokens", "ner_tags", names)
+    with pytest.raises(UserError, match="Row 1 of the train data has tag ids"):
+        tag_names([("train", split([[1, 0]] * 4))], "tokens", "ner_tags", None)
+
+
+def test_a_conll_file_is_parsed_once_until_it_changes(cache_dir, tmp_path, monkeypatch):
+    import finetune.data.conll
+    from finetune.config.schema import DataSection
+    from finetune.data.sources import load_data
+
+    parses: list[int] = []
+    original = finetune.data.conll.parse_conll
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        parses.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(finetune.data.conll, "parse_conll", counting)
+    path = tmp_path / "train.conll"
+    path.write_text("Ann\tB-PER\nsings\tO\n\nBob\tB-PER\n", encoding="utf-8")
+    first = load_data(DataSection(train_file=str(path))).train
+    again = load_data(DataSection(train_file=str(path))).train
+    assert parses == [1]
+    assert again.to_dict() == first.to_dict() == {"tokens": [["Ann", "sings"], ["Bob"]],
+                                                  "ner_tags": [["B-PER", "O"], ["B-PER"]]}
+    path.write_text("Ann\tB-PER\n", encoding="utf-8")
+    assert load_data(DataSection(train_file=str(path))).train["tokens"] == [["Ann"]]
+    assert parses == [1, 1]

@@ -188,11 +188,12 @@ def map_cached(split: datasets.Dataset, function: Callable[..., dict[str, list]]
 
 
 def cached_file_dataset(path: str | Path, build: Callable[[], datasets.Dataset], *,
-                        settings: Any = None) -> datasets.Dataset:
+                        settings: Any = None, code: Sequence[Any] = ()) -> datasets.Dataset:
     """`build()`, a dataset parsed from the file at `path`, kept as a memory-mapped Arrow file for the next run.
 
     The key is the file's resolved path, size and modification time, `settings`, and the source of the module that
-    defines `build`. A parse that warns (skipped rows, say) is not cached, so the warning shows on every run.
+    defines `build` and of the modules in `code`. A parse that warns (skipped rows, say) is not cached, so the
+    warning shows on every run.
     """
     root = cache_root()
     if root is None:
@@ -201,7 +202,7 @@ def cached_file_dataset(path: str | Path, build: Callable[[], datasets.Dataset],
     path = Path(path)
     stat = path.stat()
     key = digest(CACHE_VERSION, "file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings,
-                 _source_hash(build), _versions())
+                 _source_hash(build), [_source_hash(module) for module in code], _versions())
     target = root / "files" / f"{key}.arrow"
     if target.is_file():
         try:

@@ -16,12 +16,18 @@ if TYPE_CHECKING:
 BATCH_ROWS = 100_000
 
 
-def arrow_batches(split: datasets.Dataset, column: str) -> Iterator[pa.ChunkedArray]:
-    """The column in Arrow batches of BATCH_ROWS rows, row selections (select, shuffle) applied."""
-    table = split.select_columns([column]).with_format("arrow")
+def arrow_tables(split: datasets.Dataset, columns: list[str]) -> Iterator[pa.Table]:
+    """`columns` in Arrow tables of BATCH_ROWS rows, row selections (select, shuffle) applied."""
+    table = split.select_columns(columns).with_format("arrow")
     batch_rows = BATCH_ROWS
     for start in range(0, len(split), batch_rows):
-        yield table[start:start + batch_rows][column]
+        yield table[start:start + batch_rows]
+
+
+def arrow_batches(split: datasets.Dataset, column: str) -> Iterator[pa.ChunkedArray]:
+    """One column in Arrow batches of BATCH_ROWS rows, row selections applied."""
+    for table in arrow_tables(split, [column]):
+        yield table[column]
 
 
 def value_counts(split: datasets.Dataset, column: str) -> Counter[Any]:
