@@ -326,3 +326,14 @@ def test_editing_a_helper_module_of_the_tokenization_misses(cache_dir, tmp_path,
     edited = run()
     assert edited.cache_files != first.cache_files
     assert edited["loud"] == ["a?", "b?", "c?"]
+
+
+def test_tokenizer_settings_changed_after_loading_are_in_the_key(load_tokenizer):
+    """A translation tokenizer's languages (mBART, NLLB) are set on the object, not where it was loaded from."""
+    from finetune.data.caching import tokenizer_identity
+
+    tokenizer = load_tokenizer("t5")
+    before = tokenizer_identity(tokenizer)
+    assert tokenizer_identity(load_tokenizer("t5")) == before  # a fresh load of the same files: the same key
+    tokenizer.src_lang = "de_DE"
+    assert tokenizer_identity(tokenizer) != before
