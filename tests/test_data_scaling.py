@@ -78,15 +78,15 @@ def _data(rows: dict[str, list[Any]]) -> Any:
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    import finetune.data.columns
+    import finetune.data.scan
 
-    monkeypatch.setattr(finetune.data.columns, "BATCH_ROWS", 3)
+    monkeypatch.setattr(finetune.data.scan, "BATCH_ROWS", 3)
 
 
 def test_labels_are_counted_batch_by_batch_over_the_selected_rows(small_batches):
     import datasets
 
-    from finetune.data.columns import distinct_values, value_counts
+    from finetune.data.scan import distinct_values, value_counts
 
     split = datasets.Dataset.from_dict({"label": ["b", "a", "b", None, "c", "b", "a"]})
     assert value_counts(split, "label") == {"b": 3, "a": 2, None: 1, "c": 1}

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from finetune.data.columns import distinct_values, value_counts
+from finetune.data.scan import distinct_values, value_counts
 from finetune.errors import UserError, preview
 from finetune.models.tiny import build_tiny_bert
 from finetune.tasks import metrics as metric_registry

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from finetune.data.columns import arrow_tables
+from finetune.data.scan import arrow_tables
 from finetune.errors import UserError, preview
 
 if TYPE_CHECKING:
