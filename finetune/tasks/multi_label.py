@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.data.scan import distinct_values, value_counts
 from finetune.errors import UserError, preview
 from finetune.tasks.classification import ClassificationTask, _column, _label_text
 from finetune.tasks.multi_label_scores import PROBLEM_TYPE, THRESHOLD_KEY, best_threshold, multi_label_scores, sigmoid
@@ -55,7 +56,7 @@ class MultiLabelClassificationTask(ClassificationTask):
         feature = splits[0][1].features[self.label_column]
         self.is_regression = False
         values = [(name, self._parts(value, name)) for name, split in splits
-                  for value in _column(split, self.label_column)]
+                  for value in distinct_values(split, self.label_column)]  # each distinct cell once (Arrow)
         inner = getattr(feature, "feature", None)
         if self.recipe.data.label_names:
             self.label_names = list(self.recipe.data.label_names)
@@ -103,9 +104,9 @@ class MultiLabelClassificationTask(ClassificationTask):
     def label_counts(self) -> list[int]:
         """Training examples that carry each label (their sum counts every label of every example)."""
         counts = [0] * len(self.label_names)
-        for value in _column(self.data.train, self.label_column):
+        for value, count in value_counts(self.data.train, self.label_column).items():  # distinct cells, counted
             for index in self.label_ids(value, "train"):
-                counts[index] += 1
+                counts[index] += count
         return counts
 
     @property
