@@ -58,7 +58,7 @@ def pack_worker(text_file: str, block_size: int, folder: str) -> dict[str, Any]:
     model, tokenizer = task.load_model()
     del model
     blocks = task.tokenize(data.train, tokenizer)
-    documents = task.documents(data.train)
+    documents = task.documents(data.train[task.text_column], line_based=True)
     ids = [[*row, tokenizer.eos_token_id] for row in tokenizer(documents, verbose=False)["input_ids"]]
     total = sum(map(len, ids))
     block_lengths = [len(row) for row in blocks.with_format("arrow")["input_ids"].to_pylist()]

@@ -85,3 +85,14 @@ def cli(monkeypatch):
         return runner.invoke(app, [str(arg) for arg in args], catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    """An empty tokenization cache of this test's own, caching even the small splits of tests."""
+    import finetune.data.caching
+
+    monkeypatch.setenv("FINETUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("FINETUNE_NO_CACHE", raising=False)
+    monkeypatch.setattr(finetune.data.caching, "MIN_ROWS", 0)
+    return tmp_path / "cache"

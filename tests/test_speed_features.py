@@ -80,16 +80,6 @@ def test_example_lengths_and_length_order_follow_selected_rows():
 # ---- the tokenization cache ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cache_dir(tmp_path, monkeypatch) -> Path:
-    import finetune.data.caching
-
-    monkeypatch.setenv("FINETUNE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("FINETUNE_NO_CACHE", raising=False)
-    monkeypatch.setattr(finetune.data.caching, "MIN_ROWS", 0)  # cache even the small splits of these tests
-    return tmp_path / "cache"
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     from finetune.tasks.smoke_data import make_sentiment_rows

@@ -71,8 +71,9 @@ def digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
 
 
-def _source_hash(function: Callable[..., Any]) -> str:
-    """Hash of the source file that defines `function`: editing the code that produced a cached file invalidates it."""
+def _source_hash(function: Any) -> str:
+    """Hash of the source file that defines `function` (or of a module): editing the code that produced a cached
+    file invalidates it."""
     try:
         path = inspect.getsourcefile(function)
         return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
@@ -137,6 +138,10 @@ def _vocabulary_hash(tokenizer: PreTrainedTokenizerBase) -> str:
     return value
 
 
+# Tokenizer attributes that change its output and may be set after loading (a translation tokenizer's languages).
+_RUNTIME_SETTINGS = ("src_lang", "tgt_lang", "add_prefix_space", "add_bos_token", "add_eos_token", "do_lower_case")
+
+
 def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
     """Everything about a tokenizer that changes the ids it produces, hashed."""
     vocabulary = _vocabulary_hash(tokenizer)
@@ -145,24 +150,29 @@ def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> str:
     return digest(type(tokenizer).__name__, getattr(tokenizer, "name_or_path", ""), len(tokenizer), vocabulary,
                   list(getattr(tokenizer, "model_input_names", [])), getattr(tokenizer, "truncation_side", None),
                   getattr(tokenizer, "padding_side", None), getattr(tokenizer, "model_max_length", None),
-                  getattr(tokenizer, "special_tokens_map", {}), settings)
+                  getattr(tokenizer, "special_tokens_map", {}), settings,
+                  # Set on the object after loading, these change the ids without showing in init_kwargs.
+                  {name: getattr(tokenizer, name, None) for name in _RUNTIME_SETTINGS})
 
 
-def map_cached(split: datasets.Dataset, function: Callable[[dict[str, list]], dict[str, list]], *,
+
+def map_cached(split: datasets.Dataset, function: Callable[..., dict[str, list]], *,
                tokenizer: PreTrainedTokenizerBase | None, columns: Sequence[str], settings: dict[str, Any],
                remove_columns: Sequence[str] | None = None, desc: str = "Tokenizing",
-               batch_size: int | None = 1000) -> datasets.Dataset:
+               batch_size: int | None = 1000, code: Sequence[Any] = (), with_indices: bool = False
+               ) -> datasets.Dataset:
     """`split.map(function, batched=True)`, read back from the cache when the same data was mapped the same way.
 
     `columns` are the columns `function` reads; `settings` every other input it depends on (max_length, label
-    mapping, prefixes...): both go into the key, with the tokenizer and the source of the module of `function`.
-    `batch_size=None` maps the whole split as one batch (packing, which runs over one stream of tokens).
+    mapping, prefixes...): both go into the key, with the tokenizer and the source of the module of `function` and
+    of the modules in `code` (the helpers it calls: editing any of them tokenizes again).
+    `batch_size=None` maps the whole split as one batch; `with_indices` passes each batch's row indices too.
     """
-    kwargs: dict[str, Any] = {"batched": True, "batch_size": batch_size, "desc": desc,
+    kwargs: dict[str, Any] = {"batched": True, "batch_size": batch_size, "desc": desc, "with_indices": with_indices,
                               "remove_columns": list(split.column_names if remove_columns is None else remove_columns)}
     key = digest(CACHE_VERSION, "map", dataset_identity(split, columns), list(columns),
                  tokenizer_identity(tokenizer) if tokenizer is not None else None, settings,
-                 _source_hash(function), _versions())
+                 _source_hash(function), [_source_hash(module) for module in code], _versions())
     root = cache_root()
     if root is None or len(split) < MIN_ROWS:
         # The key as fingerprint even so: otherwise datasets hashes the function, pickling the tokenizer it
@@ -178,11 +188,12 @@ def map_cached(split: datasets.Dataset, function: Callable[[dict[str, list]], di
 
 
 def cached_file_dataset(path: str | Path, build: Callable[[], datasets.Dataset], *,
-                        settings: Any = None) -> datasets.Dataset:
+                        settings: Any = None, code: Sequence[Any] = ()) -> datasets.Dataset:
     """`build()`, a dataset parsed from the file at `path`, kept as a memory-mapped Arrow file for the next run.
 
     The key is the file's resolved path, size and modification time, `settings`, and the source of the module that
-    defines `build`. A parse that warns (skipped rows, say) is not cached, so the warning shows on every run.
+    defines `build` and of the modules in `code`. A parse that warns (skipped rows, say) is not cached, so the
+    warning shows on every run.
     """
     root = cache_root()
     if root is None:
@@ -191,7 +202,7 @@ def cached_file_dataset(path: str | Path, build: Callable[[], datasets.Dataset],
     path = Path(path)
     stat = path.stat()
     key = digest(CACHE_VERSION, "file", str(path.resolve()), stat.st_size, stat.st_mtime_ns, settings,
-                 _source_hash(build), _versions())
+                 _source_hash(build), [_source_hash(module) for module in code], _versions())
     target = root / "files" / f"{key}.arrow"
     if target.is_file():
         try:

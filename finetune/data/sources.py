@@ -5,6 +5,7 @@ Task-independent: which columns hold text and labels is the task's business (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,7 +231,11 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
             raise UserError(f"Data file not found: {path}. Check the path (it is relative to {Path.cwd()}).")
         builder = _builder_for(path)
         if builder == "conll":
-            result[split] = read_conll(path)
+            from finetune.data import conll
+            from finetune.data.caching import cached_file_dataset
+
+            # Parsed in Python, so kept as an Arrow file for the next run, like a GLUE TSV.
+            result[split] = cached_file_dataset(path, _conll_reader(path), settings="conll", code=[conll])
             continue
         if builder != "parquet":
             _require_utf8(path)
@@ -247,6 +252,10 @@ def _read_files(files: dict[str, Path], languages: tuple[str, str] | None = None
             cause = error.__cause__ or error
             raise UserError(f"{path}: cannot be read as {builder} ({cause}).") from error
     return result
+
+
+def _conll_reader(path: Path) -> Callable[[], datasets.Dataset]:
+    return lambda: read_conll(path)
 
 
 def _load_files(data: DataSection) -> LoadedData:

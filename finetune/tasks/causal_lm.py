@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from finetune.compat import use_causal_lm_loss
 from finetune.errors import UserError
 from finetune.models.tiny import build_tiny_gpt2
+from finetune.tasks import lm_inputs, smoke_data
 from finetune.tasks import metrics as metric_registry
-from finetune.tasks import smoke_data
 from finetune.tasks.base import Flag, PredictRequest, Task, TaskFamily
 from finetune.tasks.chat_format import CONTEXT_COLUMNS as _CONTEXT_COLUMNS
 from finetune.tasks.chat_format import PAIR_GUESSES as _PAIR_GUESSES
@@ -36,9 +35,9 @@ from finetune.tasks.chat_task import ChatSupport
 from finetune.tasks.decoding import encode_prompt, generate_continuations, predict_texts
 from finetune.tasks.lm_inputs import (
     CausalLMCollator,
+    StreamPacker,
     hold_out_tail,
     lines_to_documents,
-    pack_blocks,
     prompt_completion_example,
 )
 from finetune.tasks.losses import example_losses, perplexity, perplexity_trainer, token_loss
@@ -148,14 +147,21 @@ class CausalLMTask(Task):
         keep_remainder = split is not self.data.train
         line_based = split.info.builder_name == "text"
 
-        def pack(rows: dict[str, list]) -> dict[str, list]:
-            sequences = self._document_token_ids(self.documents(rows[self.text_column], line_based), tokenizer)
-            return {"input_ids": pack_blocks(sequences, self.block_size, keep_remainder=keep_remainder)}
+        def tokenize(documents: list[str]) -> list[list[int]]:
+            # verbose=False: documents longer than the model are expected here; packing cuts them into blocks.
+            return tokenizer(documents, verbose=False)["input_ids"]
 
-        # The whole split is one batch: packing runs over one stream of tokens, not per batch of rows.
-        return map_cached(split, pack, tokenizer=tokenizer, columns=[self.text_column], batch_size=None,
-                          settings={"format": "text", "block_size": self.block_size, "line_based": line_based,
-                                    "keep_remainder": keep_remainder, "text_column": self.text_column})
+        # One stream of tokens over the whole split, cut into blocks batch by batch (lm_inputs.StreamPacker).
+        packer = StreamPacker(tokenize, tokenizer.eos_token_id, self.block_size, len(split), line_based,
+                              keep_remainder)
+
+        def pack(rows: dict[str, list], indices: list[int]) -> dict[str, list]:
+            return {"input_ids": packer(rows[self.text_column], indices)}
+
+        return map_cached(split, pack, tokenizer=tokenizer, columns=[self.text_column], with_indices=True,
+                          code=[lm_inputs], settings={"format": "text", "block_size": self.block_size,
+                                                      "line_based": line_based, "keep_remainder": keep_remainder,
+                                                      "text_column": self.text_column})
 
     @staticmethod
     def documents(values: list[Any], line_based: bool) -> list[str]:
@@ -164,13 +170,6 @@ class CausalLMTask(Task):
         if line_based:
             return lines_to_documents(texts)
         return [text for text in texts if text.strip()]
-
-    @staticmethod
-    def _document_token_ids(documents: list[str], tokenizer: PreTrainedTokenizerBase) -> Iterator[list[int]]:
-        for start in range(0, len(documents), 1000):
-            # verbose=False: documents longer than the model are expected here; packing cuts them into blocks.
-            for ids in tokenizer(documents[start:start + 1000], verbose=False)["input_ids"]:
-                yield [*ids, tokenizer.eos_token_id]
 
     def prompts(self, rows: dict[str, list]) -> list[str]:
         """Prompt texts of a batch of rows, an instruction's optional context appended after a blank line."""
@@ -199,7 +198,7 @@ class CausalLMTask(Task):
         from finetune.data.caching import map_cached
 
         context = [column for column in _CONTEXT_COLUMNS if column in split.column_names]
-        return map_cached(split, encode, tokenizer=tokenizer,
+        return map_cached(split, encode, tokenizer=tokenizer, code=[lm_inputs],
                           columns=[self.prompt_column, self.completion_column, *context],
                           settings={"format": "prompt_completion", "max_length": max_length,
                                     "prompt": self.prompt_column, "completion": self.completion_column,

@@ -107,19 +107,21 @@ class ChatSupport(Task):
         if missing:
             raise UserError(f"Column '{missing[0]}' is not in the {name} data ({self.chat_data.source}). Columns "
                             f"there: {', '.join(split.column_names)}.")
-        rows = split.select_columns(self.chat.columns(split.column_names)).to_list()
+        # Read a thousand rows at a time: the whole split as Python dicts would not fit a large data set's memory.
+        rows = (row for batch in split.select_columns(self.chat.columns(split.column_names)).iter(batch_size=1000)
+                for row in (dict(zip(batch, values)) for values in zip(*batch.values())))
         problems = [(number, problem) for number, row in enumerate(rows, start=1)
                     if (problem := conversation_problem(row_messages(row, self.chat, self.recipe.data.system_prompt),
                                                         need_reply)) is not None]
         if not problems:
             return split
-        message = describe_problems(name, problems, len(rows))
+        message = describe_problems(name, problems, len(split))
         if not self.recipe.data.skip_invalid:
             raise UserError(f"{message}. Fix them, or pass --skip-invalid to leave them out.")
         logger.warning("%s; left out (data.skip_invalid).", message)
         self.malformed[name] = f"{message}; left out"
         bad = {number - 1 for number, _ in problems}
-        return split.select([index for index in range(len(rows)) if index not in bad])
+        return split.select([index for index in range(len(split)) if index not in bad])
 
     def conversations(self, split: datasets.Dataset) -> list[Messages]:
         assert self.chat is not None
@@ -190,7 +192,10 @@ class ChatSupport(Task):
                 del out["labels"]
             return out
 
+        from finetune.tasks import chat_format, chat_template
+
         tokenized = map_cached(split, encode, tokenizer=tokenizer, columns=layout.columns(split.column_names),
+                               code=[chat_format, chat_template],
                                settings={"format": "chat", "max_length": max_length, "system": system,
                                          "template": template_digest(tokenizer), "training": training,
                                          "has_replies": has_replies, "layout": layout.describe()})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.data.scan import distinct_values, value_counts
 from finetune.errors import UserError, preview
 from finetune.models.tiny import build_tiny_bert
 from finetune.tasks import metrics as metric_registry
@@ -96,7 +96,7 @@ class ClassificationTask(Task):
     def _infer_labels(self, splits: list[tuple[str, datasets.Dataset]], glue: Any) -> None:
         """Decide regression vs classification and the label order, and check every label before training."""
         feature = splits[0][1].features[self.label_column]
-        values = [(name, value) for name, split in splits for value in _column(split, self.label_column)]
+        values = [(name, value) for name, split in splits for value in distinct_values(split, self.label_column)]
         for name, value in values:
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise UserError(f"The {name} data has a missing (empty or NaN) label in column "
@@ -166,7 +166,9 @@ class ClassificationTask(Task):
 
     def tokenize(self, split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase) -> datasets.Dataset:
         max_length = self.recipe.data.max_length
-        has_labels = self.label_column in split.column_names and not self._all_unlabelled(split)
+        # GLUE test splits carry label -1 on every row.
+        has_labels = (self.label_column in split.column_names
+                      and not set(distinct_values(split, self.label_column)) <= {-1, None})
 
         def encode(batch: dict[str, list]) -> dict[str, list]:
             texts = [[str(text) for text in batch[column]] for column in self.text_columns]
@@ -182,10 +184,6 @@ class ClassificationTask(Task):
                           settings={"max_length": max_length, "text_columns": self.text_columns,
                                     "label_column": self.label_column, "has_labels": has_labels,
                                     "label_names": self.label_names, "is_regression": self.is_regression})
-
-    def _all_unlabelled(self, split: datasets.Dataset) -> bool:
-        """GLUE test splits carry label -1 on every row."""
-        return all(label in (-1, None) for label in _column(split, self.label_column))
 
     def before_training(self, trainer: Trainer, run_dir: Path) -> None:
         """Evaluate longest inputs first: each batch pads to its longest input, so batches of similar length compute
@@ -204,8 +202,10 @@ class ClassificationTask(Task):
 
     def label_counts(self) -> list[int]:
         """Training examples per label id (train.class_weights, the imbalance check)."""
-        counts = Counter(int(self.label_id(value)) for value in _column(self.data.train, self.label_column))
-        return [counts[index] for index in range(len(self.label_names))]
+        counts = [0] * len(self.label_names)
+        for value, count in value_counts(self.data.train, self.label_column).items():  # distinct labels, counted
+            counts[int(self.label_id(value))] += count
+        return counts
 
     def loss_weights(self) -> list[float] | None:
         from finetune.tasks.class_weights import resolve_class_weights

@@ -5,7 +5,7 @@ with masked labels, and the collator that pads them. Pure functions of token ids
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,51 @@ def pack_blocks(sequences: Iterable[Sequence[int]], block_size: int, keep_remain
     if keep_remainder and full < len(stream):
         blocks.append(stream[full:].tolist())
     return blocks
+
+
+class StreamPacker:
+    """Text mode's packing, one batch of rows at a time (`datasets.map(batched=True, with_indices=True)`, which
+    calls it on the batches in order): the tokens after a batch's last full block, and a document whose lines run
+    on into the next batch, start the next batch's stream. The blocks are those of packing the whole split as one
+    stream (`pack_blocks`), but memory holds one batch, not the split (a million lines: 2 GB as Python lists).
+
+    `tokenize(texts)` gives each document's token ids; an EOS follows every document.
+    """
+
+    def __init__(self, tokenize: Callable[[list[str]], list[list[int]]], eos_token_id: int, block_size: int,
+                 rows: int, line_based: bool, keep_remainder: bool) -> None:
+        self.tokenize, self.eos_token_id, self.block_size = tokenize, eos_token_id, block_size
+        self.rows, self.line_based, self.keep_remainder = rows, line_based, keep_remainder
+        self.carry: list[int] = []  # tokens after the last full block
+        self.pending: list[str] = []  # lines of a document not ended yet (line-based files)
+
+    def __call__(self, values: list[Any], indices: list[int]) -> list[list[int]]:
+        if indices and indices[0] == 0:  # a new pass over the split
+            self.carry, self.pending = [], []
+        last = not indices or indices[-1] == self.rows - 1
+        texts = ["" if text is None else str(text) for text in values]
+        if self.line_based:
+            lines = self.pending + texts
+            end = len(lines)
+            if not last:  # the trailing run of non-blank lines may go on in the next batch
+                while end and lines[end - 1].strip():
+                    end -= 1
+            documents, self.pending = lines_to_documents(lines[:end]), lines[end:]
+        else:
+            documents = [text for text in texts if text.strip()]
+        import numpy as np
+
+        pieces = [np.asarray(self.carry, dtype=np.int64)]
+        for start in range(0, len(documents), 1000):
+            for ids in self.tokenize(documents[start:start + 1000]):
+                pieces += [np.asarray(ids, dtype=np.int64), np.asarray([self.eos_token_id], dtype=np.int64)]
+        stream = np.concatenate(pieces)
+        full = len(stream) // self.block_size * self.block_size
+        blocks = stream[:full].reshape(-1, self.block_size).tolist()
+        self.carry = stream[full:].tolist()
+        if last and self.keep_remainder and self.carry:
+            blocks.append(self.carry)
+        return blocks
 
 
 def prompt_completion_example(prompt_ids: Sequence[int], completion_ids: Sequence[int], eos_token_id: int,

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from finetune.data.scan import distinct_values, value_counts
 from finetune.errors import UserError, preview
 from finetune.tasks.classification import ClassificationTask, _column, _label_text
 from finetune.tasks.multi_label_scores import (
@@ -69,7 +70,7 @@ class MultiLabelClassificationTask(ClassificationTask):
         feature = splits[0][1].features[self.label_column]
         self.is_regression = False
         values = [(name, self._parts(value, name)) for name, split in splits
-                  for value in _column(split, self.label_column)]
+                  for value in distinct_values(split, self.label_column)]  # each distinct cell once (Arrow)
         inner = getattr(feature, "feature", None)
         if self.recipe.data.label_names:
             self.label_names = list(self.recipe.data.label_names)
@@ -117,9 +118,9 @@ class MultiLabelClassificationTask(ClassificationTask):
     def label_counts(self) -> list[int]:
         """Training examples that carry each label (their sum counts every label of every example)."""
         counts = [0] * len(self.label_names)
-        for value in _column(self.data.train, self.label_column):
+        for value, count in value_counts(self.data.train, self.label_column).items():  # distinct cells, counted
             for index in self.label_ids(value, "train"):
-                counts[index] += 1
+                counts[index] += count
         return counts
 
     @property
@@ -161,7 +162,10 @@ class MultiLabelClassificationTask(ClassificationTask):
                 encoded["labels"] = [self.multi_hot(value) for value in batch[self.label_column]]
             return encoded
 
+        from finetune.tasks import classification
+
         return map_cached(split, encode, tokenizer=tokenizer, columns=[*self.text_columns, self.label_column],
+                          code=[classification],
                           settings={"max_length": max_length, "text_columns": self.text_columns,
                                     "label_column": self.label_column, "has_labels": has_labels,
                                     "label_names": self.label_names, "multi_label": True,

@@ -102,9 +102,11 @@ class TokenClassificationTask(Task):
         from finetune.data.caching import map_cached
 
         columns = [self.tokens_column, *([self.tags_column] if has_labels else [])]
-        return map_cached(split, encode, tokenizer=tokenizer, columns=columns,
+        # The data's tag names too: its tag ids are mapped to the model's through them (a checkpoint scored).
+        return map_cached(split, encode, tokenizer=tokenizer, columns=columns, code=[token_labels],
                           settings={"max_length": max_length, "label_all_tokens": label_all, "columns": columns,
-                                    "label_names": self.label_names, "task": "token_classification"})
+                                    "label_names": self.label_names, "data_label_names": self.data_label_names,
+                                    "task": "token_classification"})
 
     @staticmethod
     def tokenizer_options(config: Any) -> dict[str, Any]:

@@ -7,9 +7,10 @@ these into the Trainer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from finetune.data.scan import arrow_tables
 from finetune.errors import UserError, preview
 
 if TYPE_CHECKING:
@@ -69,8 +70,12 @@ def tag_names(splits: list[tuple[str, datasets.Dataset]], tokens: str, tags: str
         return names
     seen: set[str] = set()
     for name, split in splits:
-        for row, values in enumerate(split[tags], start=1):
-            for value in values or []:
+        known = _string_tags(split, tags)
+        if known is not None:  # Arrow's distinct tags: no row by row reading
+            seen |= known
+            continue
+        for row, values in enumerate(_cells(split, [tags]), start=1):
+            for value in values[0] or []:
                 if not isinstance(value, str):
                     raise UserError(f"Row {row} of the {name} data has tag ids ({preview(value)}) in column "
                                     f"'{tags}' but the data names no tags: pass --label-names (id order, e.g. "
@@ -84,21 +89,82 @@ def tag_names(splits: list[tuple[str, datasets.Dataset]], tokens: str, tags: str
 
 def check_rows(split: datasets.Dataset, name: str, tokens: str, tags: str | None, label2id: dict[str, int]) -> None:
     """Every row: a list of tokens, as many tags, each tag known. The message names the row (1-based)."""
-    columns = [tokens, tags] if tags else [tokens]
-    for row, record in enumerate(split.select_columns(columns).to_list(), start=1):
-        words = record[tokens]
+    if _rows_fine(split, tokens, tags, label2id):  # Arrow checked every row at once: nothing to name
+        return
+    for row, record in enumerate(_cells(split, [tokens, tags] if tags else [tokens]), start=1):
+        words = record[0]
         if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
             raise UserError(f"Row {row} of the {name} data: column '{tokens}' must hold a list of words (strings), "
                             f"not {preview(words)}.")
         if tags is None:
             continue
-        values = record[tags]
+        values = record[1]
         if not isinstance(values, list) or len(values) != len(words):
             count = len(values) if isinstance(values, list) else "no list of"
             raise UserError(f"Row {row} of the {name} data has {len(words)} tokens but {count} tags in column "
                             f"'{tags}': each token needs exactly one tag.")
         for value in values:
             tag_id(value, label2id, f"row {row} of the {name} data")
+
+
+def _string_tags(split: datasets.Dataset, tags: str) -> set[str] | None:
+    """The distinct tags of a column of string lists without nulls, by Arrow; None for anything else."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    seen: set[str] = set()
+    for table in arrow_tables(split, [tags]):
+        column = table[tags]
+        if not (pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type)) or column.null_count:
+            return None
+        values = pc.list_flatten(column)
+        if values.null_count:
+            return None
+        seen.update(pc.unique(values).to_pylist())
+    return seen
+
+
+def _rows_fine(split: datasets.Dataset, tokens: str, tags: str | None, label2id: dict[str, int]) -> bool:
+    """check_rows' questions asked of whole Arrow batches: lists of strings, as many tags as tokens, each tag known.
+    False when any answer is no (or the columns are of other types): the row by row check then names the row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def string_lists(column: Any) -> bool:
+        return (pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type)
+                and not column.null_count and not pc.list_flatten(column).null_count)
+
+    known = pa.array(list(label2id), pa.string())
+    for table in arrow_tables(split, [tokens, tags] if tags else [tokens]):
+        words = table[tokens]
+        if not string_lists(words):
+            return False
+        if tags is None:
+            continue
+        values = table[tags]
+        if not pa.types.is_list(values.type) or values.null_count:
+            return False
+        if not pc.all(pc.equal(pc.list_value_length(words), pc.list_value_length(values))).as_py():
+            return False
+        flat = pc.list_flatten(values)
+        if flat.null_count:
+            return False
+        if pa.types.is_string(flat.type):
+            if not pc.all(pc.is_in(flat, value_set=known)).as_py():
+                return False
+        elif pa.types.is_integer(flat.type):
+            bounds = pc.min_max(flat).as_py()
+            if len(flat) and not (bounds["min"] >= 0 and bounds["max"] < len(label2id)):
+                return False
+        else:
+            return False
+    return True
+
+
+def _cells(split: datasets.Dataset, columns: list[str]) -> Iterator[tuple[Any, ...]]:
+    """Each row's cells of `columns`, read a thousand rows at a time (not the whole split as Python lists)."""
+    for batch in split.select_columns(columns).iter(batch_size=1000):
+        yield from zip(*(batch[column] for column in columns))
 
 
 def tag_id(value: Any, label2id: dict[str, int], where: str) -> int:
