@@ -16,6 +16,7 @@ A small model at batch 32 is far from any GPU's limit: the MFU column says how f
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -142,7 +143,10 @@ def main() -> None:
                 "precision": precision, "compile_": compile_, "examples": examples, "eval_examples": eval_examples,
                 "data_dir": data_dir, "cpu": args.cpu}, timeout=900).result or {}
         except RuntimeError as error:  # one variant failing (a compiler missing, say) must not lose the others
-            failures.append(f"{precision}, torch_compile={compile_}: {str(error).splitlines()[-1][:300]}")
+            lines = str(error).splitlines()
+            reason = next((line for line in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b", line)),
+                          lines[-1])
+            failures.append(f"{precision}, torch_compile={compile_}: {reason[:300]}")
             continue
         # The matrix products' precision: fp32 runs use TF32 on Ampere and newer GPUs (finetune turns it on).
         kind = {"no": "tf32" if peak["tf32_used"] else "fp32"}.get(precision, precision)

@@ -106,6 +106,7 @@ def _recipe(family: str, models: str, steps: int, data: dict[str, str], output: 
 def flop_callback() -> Any:
     """Counts the FLOPs of every training batch from its shapes (benchmarks/flops.py), by a forward pre-hook on the
     model between on_train_begin and on_train_end."""
+    import torch
     from flops import flop_model, step_flops
     from transformers import TrainerCallback
 
@@ -119,6 +120,8 @@ def flop_callback() -> Any:
         def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
             counts = flop_model(model)
 
+            # Outside torch.compile's graph (train.torch_compile): traced, the counting would break the graph.
+            @torch.compiler.disable  # type: ignore[misc]
             def hook(module: Any, positional: Any, batch: dict[str, Any]) -> None:
                 if not module.training:
                     return
