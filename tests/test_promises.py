@@ -63,14 +63,34 @@ def test_verbose_lets_the_libraries_log(tmp_path, tiny_bert, sentiment_rows):
     assert "loading" not in quiet.stderr.lower() and "loading" in loud.stderr.lower()
 
 
-@pytest.mark.parametrize("requested, on_gpu, bf16, expected", [
-    ("auto", False, False, "no"), ("auto", True, True, "bf16"), ("auto", True, False, "fp16"),
-    ("bf16", False, False, "bf16"), ("fp16", True, True, "fp16"), ("no", True, True, "no")])
-def test_mixed_precision_selection(requested, on_gpu, bf16, expected):
-    from finetune.training.arguments import choose_precision, resolve_mixed_precision
+@pytest.mark.parametrize("requested, on_gpu, bf16, cpu_bf16, expected", [
+    ("auto", False, False, None, "no"), ("auto", True, True, None, "bf16"), ("auto", True, False, None, "fp16"),
+    # CPUs: bf16 only with AMX-BF16 tiles; AVX512-BF16 alone trained slower than float32 (benchmarks/RESULTS.md)
+    ("auto", False, False, "amx", "bf16"), ("auto", False, False, "avx512", "no"),
+    ("auto", True, False, "amx", "fp16"),  # a GPU decides, not the CPU next to it
+    ("bf16", False, False, None, "bf16"), ("fp16", True, True, None, "fp16"), ("no", True, True, "amx", "no"),
+    ("no", False, False, "amx", "no")])
+def test_mixed_precision_selection(requested, on_gpu, bf16, cpu_bf16, expected):
+    from finetune.training.arguments import choose_precision
 
-    assert choose_precision(requested, on_gpu, bf16) == expected
-    assert resolve_mixed_precision("auto", use_cpu=True) == "no"  # this machine, told to stay on the CPU
+    assert choose_precision(requested, on_gpu, bf16, cpu_bf16) == expected
+
+
+def test_cpu_bf16_support_reads_this_cpu():
+    """The capability auto decides on agrees with what the kernel reports for this CPU, and a run told to stay on
+    the CPU gets the precision the table above gives for it."""
+    from pathlib import Path
+
+    from finetune.training.arguments import cpu_bf16_support, resolve_mixed_precision
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo")
+    flags = {flag for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
+             for flag in line.split(":", 1)[1].split()}
+    expected = "amx" if "amx_bf16" in flags else "avx512" if "avx512_bf16" in flags else None
+    assert cpu_bf16_support() == expected
+    assert resolve_mixed_precision("auto", use_cpu=True) == ("bf16" if expected == "amx" else "no")
 
 
 def test_gradient_accumulation_matches_the_larger_batch(cli, tiny_bert, sentiment_rows, tmp_path):

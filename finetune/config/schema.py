@@ -255,7 +255,7 @@ class TrainSection(_Section):
     group_by_length: bool = Field(True, description="Batch similar lengths together so padding stays small.")
     use_cpu: bool = Field(False, description="Train on the CPU even when a GPU is present.")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = Field(
-        "no", description="auto: bf16 where the GPU supports it, else fp16 on GPU, no on CPU. bf16 works on CPU.")
+        "no", description="auto: bf16 where the GPU supports it, else fp16 on GPU; on CPU bf16 with AMX, else no.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory.")
     torch_compile: bool = Field(False, description="Compile the model with torch.compile: faster steps after a slow "
                                                    "first one, mostly on GPUs.")

@@ -40,28 +40,54 @@ def check_trackers(report_to: list[str]) -> None:
                             f"(or pip install {module}).")
 
 
-def choose_precision(requested: str, on_gpu: bool, gpu_supports_bf16: bool) -> str:
-    """The precision a run uses: as requested, and for 'auto' bf16 on a GPU that supports it, fp16 on other GPUs,
-    no (float32) on the CPU."""
+def choose_precision(requested: str, on_gpu: bool, gpu_supports_bf16: bool, cpu_bf16: str | None = None) -> str:
+    """The precision a run uses: as requested, and for 'auto' bf16 on a GPU that supports it, fp16 on other GPUs;
+    on the CPU bf16 only where it has AMX-BF16 matrix units (`cpu_bf16 == "amx"`), else no (float32).
+
+    CPUs with only the AVX512-BF16 instructions (`"avx512"`) stay in float32: there, bf16 autocast trained at 0.5-0.7x
+    float32's speed at equal quality in every task family (benchmarks/RESULTS.md, "Mixed precision (CPU)"): its
+    matrix products ran at the float32 rate, and autocast adds casts of weights and activations."""
     if requested != "auto":
         return requested
     if not on_gpu:
-        return "no"
+        return "bf16" if cpu_bf16 == "amx" else "no"
     return "bf16" if gpu_supports_bf16 else "fp16"
+
+
+def cpu_bf16_support() -> str | None:
+    """How this CPU multiplies bf16 matrices: "amx" (AMX-BF16 tiles: Xeon Sapphire Rapids and newer), "avx512"
+    (AVX512-BF16 dot-product instructions only), or None. From torch's CPU capabilities, or /proc/cpuinfo's flags
+    where torch is older than its `torch.cpu.get_capabilities`."""
+    import torch
+
+    try:
+        capabilities = dict(torch.cpu.get_capabilities())
+        flags = {name for name, present in capabilities.items() if present is True}
+    except AttributeError:
+        try:
+            flags = {flag for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+                     for flag in line.split(":", 1)[1].split()}
+        except OSError:
+            flags = set()
+    if "amx_bf16" in flags:
+        return "amx"
+    return "avx512" if "avx512_bf16" in flags else None
 
 
 def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
     """`choose_precision` on this machine."""
+    if requested != "auto":
+        return requested
     on_gpu = not use_cpu and has_cuda()
     if not on_gpu:
-        return choose_precision(requested, False, False)
+        return choose_precision(requested, False, False, cpu_bf16_support())
     import torch
 
     return choose_precision(requested, True, torch.cuda.is_bf16_supported())
 
 
-def precision_options(requested: str, use_cpu: bool) -> dict[str, bool]:
-    precision = resolve_mixed_precision(requested, use_cpu)
+def precision_options(precision: str) -> dict[str, bool]:
+    """The Trainer's switches for a resolved precision (no, bf16 or fp16)."""
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
@@ -167,7 +193,8 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
     train = recipe.train
     # Without GPUs, say so explicitly when it matters: several processes (accelerate then uses gloo) and bf16
     # (the Trainer refuses bf16/fp16 on a machine without GPUs unless told to stay on the CPU).
-    use_cpu = train.use_cpu or (not has_cuda() and (world_size() > 1 or train.mixed_precision in ("bf16", "fp16")))
+    precision = resolve_mixed_precision(train.mixed_precision, train.use_cpu)
+    use_cpu = train.use_cpu or (not has_cuda() and (world_size() > 1 or precision in ("bf16", "fp16")))
     evaluate = train.eval_strategy if eval_names else "no"
     best_metric = train.metric_for_best_model or task.main_metric
     if len(eval_names) > 1 and not train.metric_for_best_model:
@@ -207,7 +234,7 @@ def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_name
         average_tokens_across_devices=False,
         ddp_find_unused_parameters=False,  # every parameter that trains is used; the search costs a graph pass
         auto_find_batch_size=train.auto_find_batch_size,
-        **precision_options(train.mixed_precision, use_cpu),
+        **precision_options(precision),
         **engine_options(recipe.distributed, on_gpu=not recipe.train.use_cpu and has_cuda()),
         **speed_options(train, use_cpu),
         # Batches of similar length pad less: the largest single speed-up on real text (see benchmarks/).
