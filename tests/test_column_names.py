@@ -67,3 +67,13 @@ def test_glue_data_refuses_column_names():
 
     with pytest.raises(UserError, match="does not apply to GLUE data"):
         apply_column_names(LoadedData(train=None, glue_task=get_glue_task("sst2")), ["text", "label"])
+
+
+def test_a_refused_rename_writes_no_run_folder(cli, tmp_path, tiny_bert):
+    train = write_jsonl(tmp_path / "train.jsonl", ROWS)
+    before = sorted(path.name for path in tmp_path.iterdir())
+    result = cli(["classify", "--model", tiny_bert, "--train-file", train, "--column-names", "text,labels",
+                  "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "data.column_names gives 2 names" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == before  # no run folder, nothing else written
