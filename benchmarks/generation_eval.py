@@ -5,7 +5,7 @@
 
 No pretrained generative model can be loaded offline here, so both models are random but of a realistic shape for
 CPU work (width 256, 4 layers; T5: 4 encoder + 4 decoder layers) with tokenizers trained on Multi30k (the
-tokenizer builders of tests.builders). Data: the English-German pairs of Multi30k val, as a
+tokenizer builders of finetune.models.tiny). Data: the English-German pairs of Multi30k val, as a
 source/target jsonl for the T5 model (scored as summarization: ROUGE, BLEU) and as a prompt/completion jsonl
 (`"<English> =" -> " <German>"`) for the GPT-2 model. Greedy decoding, 32 new tokens at most.
 
@@ -13,6 +13,8 @@ Rows, each a fresh process:
 
 - one at a time: plain transformers, `model.generate` on each example in turn (what a loop over a dataset does),
   then the same scores finetune computes (T5: ROUGE, BLEU, chrF; GPT-2: BLEU, ROUGE-L), with finetune's metric code;
+- Seq2SeqTrainer.predict with predict_with_generate (T5 only): the Trainer's generation evaluation as
+  run_summarization.py runs it (its default batch of 8, file order), then the same scores;
 - `finetune evaluate --batch-size 1`: the toolkit's evaluation path, batching off;
 - `finetune evaluate --batch-size 32`: its default path: batches sorted by length (longest first), left-padded
   prompts for the decoder-only model.
@@ -51,7 +53,7 @@ def build_worker(folder: str, texts: list[str]) -> dict[str, Any]:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
 
-    from tests.builders import train_byte_bpe_tokenizer, train_t5_tokenizer
+    from finetune.models.tiny import train_byte_bpe_tokenizer, train_t5_tokenizer
 
     root = Path(folder)
     tokenizer = train_t5_tokenizer(texts, vocab_size=4000)
@@ -130,6 +132,48 @@ def one_at_a_time_worker(model_dir: str, kind: str, data_file: str) -> dict[str,
     return {"seconds": seconds, "examples": len(inputs), "predictions": predictions, "scores": scores}
 
 
+def trainer_predict_worker(model_dir: str, data_file: str) -> dict[str, Any]:
+    """The Trainer's own generation evaluation, as run_summarization.py's --do_predict runs it:
+    Seq2SeqTrainer.predict with predict_with_generate (and the loss), its default batch (8) in file order, then the
+    scores finetune computes."""
+    import numpy as np
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Seq2SeqTrainer,
+        Seq2SeqTrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir)
+    rows = [json.loads(line) for line in Path(data_file).read_text(encoding="utf-8").splitlines()]
+    start = time.perf_counter()
+
+    def preprocess(batch: dict[str, list]) -> Any:  # run_summarization.py's, labels included (it predicts with them)
+        inputs = tokenizer(batch["source"], max_length=128, truncation=True)
+        inputs["labels"] = tokenizer(text_target=batch["target"], max_length=128, truncation=True)["input_ids"]
+        return inputs
+
+    dataset = Dataset.from_dict({"source": ["summarize: " + row["source"] for row in rows],
+                                 "target": [row["target"] for row in rows]}).map(
+        preprocess, batched=True, remove_columns=["source", "target"])
+    with tempfile.TemporaryDirectory() as output:
+        args = Seq2SeqTrainingArguments(output_dir=output, predict_with_generate=True, report_to=[], use_cpu=True,
+                                        disable_tqdm=True)
+        trainer = Seq2SeqTrainer(model=model, args=args, data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
+                                 processing_class=tokenizer)
+        output_ids = trainer.predict(dataset, max_new_tokens=MAX_NEW_TOKENS, num_beams=1, do_sample=False).predictions
+    output_ids = np.where(output_ids != -100, output_ids, tokenizer.pad_token_id)
+    predictions = [text.strip() for text in tokenizer.batch_decode(output_ids, skip_special_tokens=True)]
+    from finetune.tasks import metrics
+
+    scores = metrics.compute(("rouge", "bleu", "chrf"), predictions, [row["target"] for row in rows])
+    return {"seconds": time.perf_counter() - start, "examples": len(rows), "predictions": predictions,
+            "scores": scores}
+
+
 # ---- the driver ----------------------------------------------------------------------------------------------------
 
 
@@ -181,7 +225,7 @@ def main() -> None:
     load = LoadTracker()
     rows = []
     speedups = []
-    generation_only = float("nan")
+    generation_only = versus_trainer = trainer_speed = float("nan")
     with tempfile.TemporaryDirectory(prefix="finetune-generation-bench-") as scratch:
         root = Path(scratch)
         run_worker(__file__, "build", {"folder": str(root), "texts": train_text})
@@ -204,6 +248,18 @@ def main() -> None:
             rows.append([label, "one at a time (plain generate loop, then scores)", baseline["examples"],
                          f"{baseline['seconds']:.1f}", f"{baseline_speed:.1f}", "1.00x", "-",
                          f"{measured.peak_mb:.0f}"])
+            if kind == "seq2seq":
+                load.sample()
+                measured = run_worker(__file__, "trainer_predict", {"model_dir": str(model_dir),
+                                                                     "data_file": str(files[kind])})
+                result = measured.result
+                speed = result["examples"] / result["seconds"]
+                same = sum(a == b for a, b in zip(result["predictions"], baseline["predictions"]))
+                rows.append([label, "Seq2SeqTrainer.predict, predict_with_generate (batch 8, file order)",
+                             result["examples"], f"{result['seconds']:.1f}", f"{speed:.1f}",
+                             f"{speed / baseline_speed:.2f}x", f"{same}/{len(baseline['predictions'])}",
+                             f"{measured.peak_mb:.0f}"])
+                trainer_speed = speed
             for batch_size in (1, options.batch_size):
                 load.sample()
                 result, peak = finetune_evaluate(model_dir, files[kind], batch_size,
@@ -215,6 +271,8 @@ def main() -> None:
                              f"{same}/{len(baseline['predictions'])}", f"{peak:.0f}"])
                 if batch_size != 1:
                     speedups.append((label, speed / baseline_speed))
+                    if kind == "seq2seq":
+                        versus_trainer = speed / trainer_speed
             if kind == "causal":
                 load.sample()
                 measured = run_worker(__file__, "generation_only", {"model_dir": str(model_dir),
@@ -236,12 +294,14 @@ def main() -> None:
              "goal: batched generation evaluation at least 3x one at a time: "
              + ", ".join(f"{label.split(' (')[0]} {ratio:.2f}x" for label, ratio in speedups)
              + (" (met)" if speedups and all(ratio >= 3 for _, ratio in speedups) else " (missed)")
-             + f"; GPT-2 generation alone {generation_only:.2f}x",
+             + f"; GPT-2 generation alone {generation_only:.2f}x; T5 batched against the Trainer's "
+             f"predict_with_generate: {versus_trainer:.2f}x",
              load.note()]
     append_results("Generation evaluation: batched vs one example at a time", table, notes)
 
 
 if __name__ == "__main__":
     if not worker_main({"build": build_worker, "one_at_a_time": one_at_a_time_worker,
+                        "trainer_predict": trainer_predict_worker,
                         "generation_only": generation_only_worker}):
         main()

@@ -44,8 +44,8 @@ def pack_worker(text_file: str, block_size: int, folder: str) -> dict[str, Any]:
     from finetune.config.loading import load_recipe
     from finetune.data.sampling import length_grouped_indices
     from finetune.data.sources import load_data
+    from finetune.models.tiny import build_tiny_gpt2
     from finetune.tasks import get_task
-    from tests.builders import build_tiny_gpt2
 
     lines = Path(text_file).read_text(encoding="utf-8").splitlines()
     model_dir = build_tiny_gpt2(Path(folder) / f"gpt2-{Path(text_file).stem}", lines[:20000], vocab_size=2000)
