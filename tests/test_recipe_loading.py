@@ -142,6 +142,12 @@ def test_overrides_parse_as_yaml_values():
     assert parse_overrides(["train.epochs="]) == {"train": {"epochs": None}}
     assert parse_overrides(["data.text_columns=[a, b]"]) == {"data": {"text_columns": ["a", "b"]}}
     assert parse_overrides(["description=[not closed"]) == {"description": "[not closed"}  # not YAML: the text
+    # Text with ': ' in it is YAML for a mapping; an override means the text, as typed.
+    assert parse_overrides(["data.source_prefix=translate English to German: "]) == {
+        "data": {"source_prefix": "translate English to German: "}}
+    assert parse_overrides(["data.system_prompt=Answer: yes or no"]) == {
+        "data": {"system_prompt": "Answer: yes or no"}}
+    assert parse_overrides(["a.b={x: 1}"]) == {"a": {"b": {"x": 1}}}  # braces: a mapping
     for bad in ("train.epochs", "=1", "train..epochs=1", ".epochs=1", "train.=1"):
         with pytest.raises(UserError) as error:
             parse_overrides([bad], "here")

@@ -170,7 +170,8 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_overrides(overrides: list[str], source: str = "command line") -> dict[str, Any]:
-    """['train.epochs=1', 'data.text_columns=[a,b]'] -> nested dict; values are parsed as YAML scalars/lists."""
+    """['train.epochs=1', 'data.text_columns=[a,b]'] -> nested dict; values are parsed as YAML scalars/lists
+    (mappings only in {} braces: 'Question: ' stays text)."""
     nested: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw_value = item.partition("=")
@@ -180,6 +181,10 @@ def parse_overrides(overrides: list[str], source: str = "command line") -> dict[
         try:
             value = yaml.safe_load(raw_value) if raw_value.strip() else None
         except yaml.YAMLError:
+            value = raw_value
+        if isinstance(value, dict) and not raw_value.lstrip().startswith("{"):
+            # 'translate English to German: ' is YAML for a mapping; a key=value override means the text
+            # (a mapping is written as {key: value}).
             value = raw_value
         target = nested
         *parents, leaf = key.split(".")
