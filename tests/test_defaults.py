@@ -1,4 +1,5 @@
-"""The default learning rate follows the model's size (training/defaults.py); a rate the user sets is kept."""
+"""The default learning rate follows the model's size, the default batch size the training set's (training/defaults.py);
+a value the user sets is kept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 import yaml
 
 from finetune.config.loading import load_recipe
-from finetune.training.defaults import default_learning_rate, with_default_learning_rate
+from finetune.training.defaults import (
+    default_batch_size,
+    default_learning_rate,
+    with_default_batch_size,
+    with_default_learning_rate,
+)
 from tests.helpers import write_csv
 
 
@@ -34,6 +40,46 @@ def test_the_default_learning_rate_falls_with_model_size(parameters, lora, rate)
 def test_values_the_user_sets_are_kept(overrides, rate, warmup):
     recipe = with_default_learning_rate(load_recipe(overrides=overrides), total_parameters=22_700_000)
     assert (recipe.train.learning_rate, recipe.train.warmup_ratio) == (rate, warmup)
+
+
+@pytest.mark.parametrize(("examples", "processes", "accumulation", "size"), [
+    (100_000, 1, 1, 32),
+    (960, 1, 1, 32),  # 30 steps an epoch at 32
+    (959, 1, 1, 16),
+    (512, 1, 1, 16),  # SST-2's 512-example budget: 32 steps an epoch instead of 16
+    (479, 1, 1, 8),
+    (40, 1, 1, 8),  # the smallest, even with fewer than 30 steps
+    (1920, 2, 1, 32),  # two processes: steps count the global batch
+    (1919, 2, 1, 16),
+    (1919, 1, 2, 16),  # gradient accumulation: steps are optimizer updates
+])
+def test_the_default_batch_size_keeps_30_steps_an_epoch(examples, processes, accumulation, size):
+    assert default_batch_size(examples, processes, accumulation) == size
+
+
+@pytest.mark.parametrize(("overrides", "size"), [
+    ([], 16),
+    (["train.batch_size=32"], 32),  # the user's, even for a small set
+    (["train.batch_size=4"], 4),
+    (["train.max_steps=100"], 32),  # the run's length is in steps: the batch does not change how many
+])
+def test_a_batch_size_the_user_sets_is_kept(overrides, size):
+    assert with_default_batch_size(load_recipe(overrides=overrides), train_examples=512).train.batch_size == size
+
+
+def test_a_run_without_a_batch_size_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):
+    train, _ = sentiment_rows
+    run_dir = tmp_path / "run"
+    data = write_csv(tmp_path / "train.csv", train[:64])
+    checked = cli(["classify", "--model", tiny_bert, "--train-file", data, "--max-length", 32, "--dry-run"])
+    assert checked.exit_code == 0, checked.output
+    assert "8 per epoch at 8 examples per step" in checked.output  # check says what the run will do
+    result = cli(["classify", "--model", tiny_bert, "--train-file", data, "--epochs", 1, "--max-length", 32,
+                  "--output-dir", run_dir])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["batch_size"] == 8
+    assert "| batch_size (per device) | 8 |" in (run_dir / "README.md").read_text()
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 8
 
 
 def test_a_run_without_a_learning_rate_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):

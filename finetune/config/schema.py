@@ -115,8 +115,7 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    name: str | None = Field(None, description="Hub id or local folder. Default: the task's (bert-base-uncased, "
-                                               "t5-small, gpt2).")
+    name: str | None = Field(None, description="Hub id or local folder. Default: the task's (e.g. t5-small, gpt2).")
     revision: str | None = Field(None, description="Hub branch, tag or commit of the model.")
     trust_remote_code: bool = Field(False, description="Run Python code shipped with the model. Off unless asked.")
 
@@ -225,7 +224,8 @@ class TrainSection(_Section):
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate of AdamW. Default: by model "
                                         "size: 1e-4 under 50M parameters, 5e-5 to 200M, 2e-5 above; LoRA 2e-4.")
-    batch_size: int = Field(32, gt=0, description="Training examples per device per step.")
+    batch_size: int | None = Field(None, gt=0, description="Examples per device per step. Default: 32, or 16/8 "
+                                   "where an epoch has under 30 steps at 32.")
     eval_batch_size: int | None = Field(None, gt=0, description="Evaluation batch size. Default: 2 x batch_size.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Steps whose gradients add up before an update.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")

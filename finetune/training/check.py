@@ -15,6 +15,8 @@ from typing import Any
 from finetune.config.schema import Recipe
 from finetune.data.sources import load_data
 from finetune.errors import UserError
+from finetune.training.defaults import with_default_batch_size
+from finetune.training.distributed import world_size
 
 SAMPLE_SIZE = 1000
 
@@ -100,8 +102,8 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     for name, value in lines:
         report.add(name, value)
 
-    settings = recipe.train
-    per_step = settings.batch_size * settings.gradient_accumulation_steps
+    settings = with_default_batch_size(recipe, examples, world_size()).train  # as run() will choose it
+    per_step = (settings.batch_size or 0) * settings.gradient_accumulation_steps
     steps_per_epoch = math.ceil(examples / per_step)
     total = settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")
