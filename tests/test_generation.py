@@ -177,6 +177,37 @@ def test_prompt_tokens_and_padding_are_masked_and_eos_is_learned(model_fixture, 
     assert tokenizer.pad_token_id == eos
 
 
+def test_the_split_loss_comes_from_the_per_example_pass_without_another(tiny_gpt2):
+    """finetune evaluate scores a split with write_predictions (per-example losses) and then extra_scores (the loss
+    over all scored tokens): the second reuses the first's pass, and gives what a pass of its own would."""
+    import datasets
+    from transformers import AutoModelForCausalLM
+
+    from finetune.data.sources import LoadedData
+    from finetune.tasks.losses import example_losses, token_loss
+
+    tokenizer = tokenizer_of(tiny_gpt2)
+    rows = make_pairs(12, seed=5)
+    task = task_for(tiny_gpt2)
+    data = LoadedData(train=datasets.Dataset.from_list(rows), eval={"validation": datasets.Dataset.from_list(rows)})
+    task.setup(data)
+    task.tokenizer = tokenizer
+    tokenized = task.tokenize(data.eval["validation"], tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    collator = task.data_collator(tokenizer)
+    expected = token_loss(model, tokenized, collator, batch_size=5, shift=True)
+    task.scored_losses = (tokenized, example_losses(model, tokenized, collator, batch_size=4))
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a second forward pass over the split")
+
+    model.forward = no_pass
+    assert task.extra_scores(model, tokenized, batch_size=5)["loss"] == pytest.approx(expected, rel=1e-9)
+    other = task.tokenize(datasets.Dataset.from_list(rows[:6]), tokenizer)  # another split: its own pass
+    with pytest.raises(AssertionError, match="second forward pass"):
+        task.extra_scores(model, other, batch_size=5)
+
+
 def test_long_pairs_lose_the_start_of_the_prompt_first():
     example = prompt_completion_example(list(range(10, 30)), [1, 2, 3], eos_token_id=0, max_length=12)
     assert example["input_ids"] == list(range(22, 30)) + [1, 2, 3, 0]

@@ -40,7 +40,7 @@ from finetune.tasks.lm_inputs import (
     lines_to_documents,
     prompt_completion_example,
 )
-from finetune.tasks.losses import example_losses, perplexity, perplexity_trainer, token_loss
+from finetune.tasks.losses import example_losses, mean_token_loss, perplexity, perplexity_trainer, token_loss
 
 if TYPE_CHECKING:
     import datasets
@@ -92,6 +92,9 @@ class CausalLMTask(Task):
         self.sample_prompts: list[tuple[str, list[int]]] = []  # filled in before_training
         self.samples_before: list[str] = []
         self.before_metrics: dict[str, float] = {}
+        # The split and its example_losses from the last write_predictions: extra_scores takes the split's loss from
+        # them instead of another forward pass over it (finetune evaluate scores each split with both).
+        self.scored_losses: tuple[Any, list[tuple[float, int]]] | None = None
 
     def _pair_columns(self, columns: list[str]) -> tuple[str, str] | None:
         section = self.recipe.data
@@ -288,6 +291,7 @@ class CausalLMTask(Task):
             metrics = dict(trainer.predict(tokenized, metric_key_prefix=metric_key_prefix).metrics or {})
             losses = example_losses(trainer.model, tokenized, self.data_collator(tokenizer),
                                     trainer.args.per_device_eval_batch_size)
+            self.scored_losses = (tokenized, losses)
         if self.format == "text":
             records = [{"text": tokenizer.decode(row["input_ids"]), "tokens": count,
                         "loss": loss, "perplexity": perplexity(loss)}
@@ -335,7 +339,10 @@ class CausalLMTask(Task):
     def extra_scores(self, model: PreTrainedModel, tokenized: datasets.Dataset, batch_size: int) -> dict[str, float]:
         if not len(tokenized) or (self.format != "text" and "labels" not in tokenized.column_names):
             return {}
-        loss = token_loss(model, tokenized, self.data_collator(self.tokenizer), batch_size, shift=True)
+        if self.scored_losses is not None and self.scored_losses[0] is tokenized:
+            loss = mean_token_loss(self.scored_losses[1])
+        else:
+            loss = token_loss(model, tokenized, self.data_collator(self.tokenizer), batch_size, shift=True)
         return {"loss": loss, "perplexity": perplexity(loss)}
 
     def evaluation_settings(self, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:

@@ -57,6 +57,7 @@ class ChatSupport(Task):
 
     supports_chat = True  # `finetune predict --message` asks the family's task class
     chat: ChatLayout | None = None
+    scored_losses: tuple[Any, list[tuple[float, int]]] | None = None  # CausalLMTask's (see there)
 
     # ---- data -------------------------------------------------------------------------------------------------
 
@@ -271,6 +272,7 @@ class ChatSupport(Task):
             metrics = dict(trainer.predict(tokenized, metric_key_prefix=metric_key_prefix).metrics or {})
             losses = example_losses(trainer.model, tokenized, self.data_collator(tokenizer),
                                     trainer.args.per_device_eval_batch_size)
+            self.scored_losses = (tokenized, losses)
         asked = [last_exchange(messages) for messages in self.conversations(raw)] if len(raw) else []
         greedy = self.recipe.generation.model_copy(update={"do_sample": False})  # scores must be reproducible
         predictions = self.chat_replies(trainer.model, tokenizer, [self._with_shots(messages) for messages, _ in asked],

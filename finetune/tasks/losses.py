@@ -68,6 +68,12 @@ def token_loss(model: Any, dataset: Any, collator: Any, batch_size: int, shift: 
     return total / count if count else float("nan")
 
 
+def mean_token_loss(losses: list[tuple[float, int]]) -> float:
+    """token_loss from example_losses' (mean, count) pairs of the same split, without another pass over it."""
+    count = sum(tokens for _, tokens in losses)
+    return sum(loss * tokens for loss, tokens in losses if tokens) / count if count else float("nan")
+
+
 @functools.cache
 def perplexity_trainer() -> type[Trainer]:
     """The causal LM's Trainer: perplexity next to every evaluation loss."""
