@@ -44,21 +44,22 @@ def test_values_the_user_sets_are_kept(overrides, rate, warmup):
 
 @pytest.mark.parametrize(("examples", "processes", "accumulation", "size"), [
     (100_000, 1, 1, 32),
-    (960, 1, 1, 32),  # 30 steps an epoch at 32
-    (959, 1, 1, 16),
-    (512, 1, 1, 16),  # SST-2's 512-example budget: 32 steps an epoch instead of 16
-    (479, 1, 1, 8),
-    (40, 1, 1, 8),  # the smallest, even with fewer than 30 steps
-    (1920, 2, 1, 32),  # two processes: steps count the global batch
-    (1919, 2, 1, 16),
-    (1919, 1, 2, 16),  # gradient accumulation: steps are optimizer updates
+    (1600, 1, 1, 32),  # 50 steps an epoch at 32
+    (1599, 1, 1, 16),
+    (800, 1, 1, 16),
+    (799, 1, 1, 8),
+    (512, 1, 1, 8),  # the 512-example budget of the quality benchmark: 64 steps an epoch instead of 16
+    (40, 1, 1, 8),  # the smallest, even with fewer than 50 steps
+    (3200, 2, 1, 32),  # two processes: steps count the global batch
+    (3199, 2, 1, 16),
+    (3199, 1, 2, 16),  # gradient accumulation: steps are optimizer updates
 ])
-def test_the_default_batch_size_keeps_30_steps_an_epoch(examples, processes, accumulation, size):
+def test_the_default_batch_size_keeps_50_steps_an_epoch(examples, processes, accumulation, size):
     assert default_batch_size(examples, processes, accumulation) == size
 
 
 @pytest.mark.parametrize(("overrides", "size"), [
-    ([], 16),
+    ([], 8),
     (["train.batch_size=32"], 32),  # the user's, even for a small set
     (["train.batch_size=4"], 4),
     (["train.max_steps=100"], 32),  # the run's length is in steps: the batch does not change how many

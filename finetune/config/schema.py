@@ -225,7 +225,7 @@ class TrainSection(_Section):
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate of AdamW. Default: by model "
                                         "size: 1e-4 under 50M parameters, 5e-5 to 200M, 2e-5 above; LoRA 2e-4.")
     batch_size: int | None = Field(None, gt=0, description="Examples per device per step. Default: 32, or 16/8 "
-                                   "where an epoch has under 30 steps at 32.")
+                                   "where an epoch has under 50 steps at 32.")
     eval_batch_size: int | None = Field(None, gt=0, description="Evaluation batch size. Default: 2 x batch_size.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Steps whose gradients add up before an update.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
