@@ -68,6 +68,16 @@ def test_a_batch_size_the_user_sets_is_kept(overrides, size):
     assert with_default_batch_size(load_recipe(overrides=overrides), train_examples=512).train.batch_size == size
 
 
+@pytest.mark.parametrize(("overrides", "evaluation"), [
+    ([], 64),  # a small training set: batch 8, but evaluation keeps the default 2 x 32
+    (["train.batch_size=4"], None),  # the user's batch: 2 x 4 (the Trainer's arguments apply it)
+    (["train.eval_batch_size=10"], 10),
+])
+def test_the_evaluation_batch_does_not_shrink_with_the_training_set(overrides, evaluation):
+    train = with_default_batch_size(load_recipe(overrides=overrides), train_examples=512).train
+    assert train.eval_batch_size == evaluation
+
+
 def test_a_run_without_a_batch_size_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):
     train, _ = sentiment_rows
     run_dir = tmp_path / "run"

@@ -226,7 +226,7 @@ class TrainSection(_Section):
                                         "size: 1e-4 under 50M parameters, 5e-5 to 200M, 2e-5 above; LoRA 2e-4.")
     batch_size: int | None = Field(None, gt=0, description="Examples per device per step. Default: 32, or 16/8 "
                                    "where an epoch has under 50 steps at 32.")
-    eval_batch_size: int | None = Field(None, gt=0, description="Evaluation batch size. Default: 2 x batch_size.")
+    eval_batch_size: int | None = Field(None, gt=0, description="Default: 2 x your batch_size, else 64.")
     gradient_accumulation_steps: int = Field(1, gt=0, description="Steps whose gradients add up before an update.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Share of steps spent warming the learning "

@@ -71,10 +71,12 @@ def default_batch_size(train_examples: int, processes: int = 1, accumulation: in
 
 def with_default_batch_size(recipe: Recipe, train_examples: int | None, processes: int = 1) -> Recipe:
     """`recipe` with train.batch_size filled in where it sets none (see default_batch_size; 32 with max_steps or an
-    unknown number of examples)."""
+    unknown number of examples). The evaluation batch stays 2 x 32 then: a small training set is no reason to
+    evaluate in smaller batches."""
     train = recipe.train
     if train.batch_size is not None:
         return recipe
     size = (BATCH_SIZES[0] if train.max_steps or train_examples is None
             else default_batch_size(train_examples, processes, train.gradient_accumulation_steps))
-    return recipe.model_copy(update={"train": train.model_copy(update={"batch_size": size})})
+    update = {"batch_size": size, "eval_batch_size": train.eval_batch_size or 2 * BATCH_SIZES[0]}
+    return recipe.model_copy(update={"train": train.model_copy(update=update)})
