@@ -103,7 +103,8 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
         report.add(name, value)
 
     settings = with_default_batch_size(recipe, examples, world_size()).train  # as run() will choose it
-    per_step = (settings.batch_size or 0) * settings.gradient_accumulation_steps
+    assert settings.batch_size is not None
+    per_step = settings.batch_size * settings.gradient_accumulation_steps
     steps_per_epoch = math.ceil(examples / per_step)
     total = settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)
     report.add("steps", f"{total} ({steps_per_epoch} per epoch at {per_step} examples per step per device)")

@@ -145,7 +145,7 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str, callbacks: list[Any])
     recipe = with_default_learning_rate(recipe, parameters["total_parameters"])
 
     train_set = task.tokenize(data.train, tokenizer)
-    # No batch size in the recipe: 32, smaller for a training set too small for 30 steps an epoch (defaults.py).
+    # No batch size in the recipe: 32, smaller for a training set too small for 50 steps an epoch (defaults.py).
     recipe = with_default_batch_size(recipe, len(train_set), world_size())
     eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
     test_sets = {name: task.tokenize(split, tokenizer) for name, split in data.test.items()}
