@@ -1,5 +1,5 @@
-"""The default learning rate follows the model's size, the default batch size the training set's (training/defaults.py);
-a value the user sets is kept."""
+"""The default learning rate follows the model's size, the default batch size and epochs the training set's
+(training/defaults.py); a value the user sets is kept."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import yaml
 from finetune.config.loading import load_recipe
 from finetune.training.defaults import (
     default_batch_size,
+    default_epochs,
     default_learning_rate,
-    with_default_batch_size,
+    with_default_batch_and_epochs,
     with_default_learning_rate,
 )
 from tests.helpers import write_csv
@@ -65,7 +66,32 @@ def test_the_default_batch_size_keeps_50_steps_an_epoch(examples, processes, acc
     (["train.max_steps=100"], 32),  # the run's length is in steps: the batch does not change how many
 ])
 def test_a_batch_size_the_user_sets_is_kept(overrides, size):
-    assert with_default_batch_size(load_recipe(overrides=overrides), train_examples=512).train.batch_size == size
+    assert with_default_batch_and_epochs(load_recipe(overrides=overrides), train_examples=512).train.batch_size == size
+
+
+@pytest.mark.parametrize(("task", "examples", "processes", "epochs"), [
+    ("classification", 100_000, 1, 3),
+    ("classification", 1600, 1, 3),  # batch 32 keeps 50 steps an epoch: the usual 3 epochs
+    ("classification", 1599, 1, 6),  # too small for batch 32: more passes, as for 512 examples
+    ("classification", 512, 1, 6),
+    ("classification", 3199, 2, 6),  # two processes: the global batch decides, as for the batch size
+    ("classification", 3200, 2, 3),
+    ("generation", 512, 1, 3),  # only classification was measured to gain; a language model can overfit instead
+    ("token_classification", 512, 1, 3),
+])
+def test_small_classification_sets_train_more_epochs(task, examples, processes, epochs):
+    assert default_epochs(task, examples, processes) == epochs
+
+
+@pytest.mark.parametrize(("overrides", "epochs"), [
+    ([], 6),
+    (["train.epochs=2"], 2),  # the user's, even for a small set
+    (["train.batch_size=32"], 6),  # the set is small whatever batch the user picks
+    (["train.max_steps=100"], 3),  # the run's length is in steps
+    (["task=generation"], 3),
+])
+def test_epochs_the_user_sets_are_kept(overrides, epochs):
+    assert with_default_batch_and_epochs(load_recipe(overrides=overrides), train_examples=512).train.epochs == epochs
 
 
 @pytest.mark.parametrize(("overrides", "evaluation"), [
@@ -74,23 +100,25 @@ def test_a_batch_size_the_user_sets_is_kept(overrides, size):
     (["train.eval_batch_size=10"], 10),
 ])
 def test_the_evaluation_batch_does_not_shrink_with_the_training_set(overrides, evaluation):
-    train = with_default_batch_size(load_recipe(overrides=overrides), train_examples=512).train
+    train = with_default_batch_and_epochs(load_recipe(overrides=overrides), train_examples=512).train
     assert train.eval_batch_size == evaluation
 
 
-def test_a_run_without_a_batch_size_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):
+def test_a_run_without_a_batch_size_or_epochs_records_the_ones_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):
     train, _ = sentiment_rows
     run_dir = tmp_path / "run"
     data = write_csv(tmp_path / "train.csv", train[:64])
     checked = cli(["classify", "--model", tiny_bert, "--train-file", data, "--max-length", 32, "--dry-run"])
     assert checked.exit_code == 0, checked.output
-    assert "8 per epoch at 8 examples per step" in checked.output  # check says what the run will do
-    result = cli(["classify", "--model", tiny_bert, "--train-file", data, "--epochs", 1, "--max-length", 32,
+    assert "48 (8 per epoch at 8 examples per step" in checked.output  # check says what the run will do: 6 epochs
+    result = cli(["classify", "--model", tiny_bert, "--train-file", data, "--max-length", 32,
                   "--output-dir", run_dir])
     assert result.exit_code == 0, result.output
-    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["batch_size"] == 8
-    assert "| batch_size (per device) | 8 |" in (run_dir / "README.md").read_text()
-    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 8
+    train_section = yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]
+    assert (train_section["batch_size"], train_section["epochs"]) == (8, 6)
+    card = (run_dir / "README.md").read_text()
+    assert "| batch_size (per device) | 8 |" in card and "| epochs | 6.0 |" in card
+    assert json.loads((run_dir / "metrics.json").read_text())["global_step"] == 48
 
 
 def test_a_run_without_a_learning_rate_records_the_one_it_chose(cli, tmp_path, tiny_bert, sentiment_rows):

@@ -23,8 +23,7 @@ HF_NAMES: dict[str, str] = {
     "model.model_name_or_path": "model.name",
     "data.dataset_name": "data.dataset",
     "data.dataset_config_name": "data.config",
-    "data.max_seq_length": "data.max_length",
-    "data.max_source_length": "data.max_length",
+    "data.max_seq_length": "data.max_length", "data.max_source_length": "data.max_length",
     "data.text_column": "data.source_column",
     "data.summary_column": "data.target_column",
     "train.num_train_epochs": "train.epochs",
@@ -220,7 +219,8 @@ class PeftSection(_Section):
 
 
 class TrainSection(_Section):
-    epochs: float = Field(3.0, gt=0, le=100_000, description="Passes over the training data.")
+    epochs: float | None = Field(None, gt=0, le=100_000, description="Passes over the training data. Default: 3, "
+                                 "or 6 for classification where an epoch has under 50 steps at batch 32.")
     max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     learning_rate: float | None = Field(None, gt=0, description="Peak learning rate of AdamW. Default: by model "
                                         "size: 1e-4 under 50M parameters, 5e-5 to 200M, 2e-5 above; LoRA 2e-4.")

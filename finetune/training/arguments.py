@@ -10,7 +10,7 @@ from finetune.config.schema import DistributedSection, Recipe, TrainSection
 from finetune.console import show_progress
 from finetune.errors import UserError
 from finetune.tasks.metrics import higher_is_better
-from finetune.training.defaults import with_default_batch_size
+from finetune.training.defaults import with_default_batch_and_epochs
 from finetune.training.distributed import world_size
 
 
@@ -175,7 +175,7 @@ def total_steps(train: TrainSection, train_examples: int, processes: int = 1) ->
     """Optimizer steps the run will take, as the Trainer counts them."""
     if train.max_steps:
         return train.max_steps
-    assert train.batch_size is not None, "run() chooses the default batch size before this"
+    assert train.batch_size is not None and train.epochs is not None, "run() chooses the defaults before this"
     batches = math.ceil(train_examples / (train.batch_size * max(1, processes)))
     return math.ceil(math.ceil(batches / train.gradient_accumulation_steps) * train.epochs)
 
@@ -192,7 +192,7 @@ def logging_interval(train: TrainSection, train_examples: int | None, processes:
 
 def build_training_arguments(recipe: Recipe, task: Any, run_dir: Path, eval_names: list[str],
                              train_examples: int | None = None) -> Any:
-    train = with_default_batch_size(recipe, train_examples, world_size()).train  # run() has chosen it already
+    train = with_default_batch_and_epochs(recipe, train_examples, world_size()).train  # run() has chosen them
     assert train.batch_size is not None
     # Without GPUs, say so explicitly when it matters: several processes (accelerate then uses gloo) and bf16
     # (the Trainer refuses bf16/fp16 on a machine without GPUs unless told to stay on the CPU).

@@ -15,7 +15,7 @@ from typing import Any
 from finetune.config.schema import Recipe
 from finetune.data.sources import load_data
 from finetune.errors import UserError
-from finetune.training.defaults import with_default_batch_size
+from finetune.training.defaults import with_default_batch_and_epochs
 from finetune.training.distributed import world_size
 
 SAMPLE_SIZE = 1000
@@ -102,8 +102,8 @@ def check(recipe: Recipe, overwrite: bool = False, recipe_file: Path | None = No
     for name, value in lines:
         report.add(name, value)
 
-    settings = with_default_batch_size(recipe, examples, world_size()).train  # as run() will choose it
-    assert settings.batch_size is not None
+    settings = with_default_batch_and_epochs(recipe, examples, world_size()).train  # as run() will choose it
+    assert settings.batch_size is not None and settings.epochs is not None
     per_step = settings.batch_size * settings.gradient_accumulation_steps
     steps_per_epoch = math.ceil(examples / per_step)
     total = settings.max_steps or math.ceil(settings.epochs * steps_per_epoch)

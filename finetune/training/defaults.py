@@ -33,6 +33,9 @@ RATES = {"small": 1e-4, "base": 5e-5, "large": 2e-5, "lora": 2e-4}
 DEFAULT_WARMUP = 0.1  # with the default rate
 BATCH_SIZES = (32, 16, 8)  # the default, then smaller ones for small training sets
 MIN_STEPS_PER_EPOCH = 50
+DEFAULT_EPOCHS = 3.0
+SMALL_SET_EPOCHS = 6.0  # for classification on a training set the batch rule shrinks the batch for
+LONGER_ON_SMALL_SETS = ("classification",)  # the task measured (5 GLUE tasks); generation can overfit instead
 
 
 def default_learning_rate(total_parameters: int, lora: bool = False) -> float:
@@ -69,14 +72,27 @@ def default_batch_size(train_examples: int, processes: int = 1, accumulation: in
     return BATCH_SIZES[-1]
 
 
-def with_default_batch_size(recipe: Recipe, train_examples: int | None, processes: int = 1) -> Recipe:
-    """`recipe` with train.batch_size filled in where it sets none (see default_batch_size; 32 with max_steps or an
-    unknown number of examples). The evaluation batch stays 2 x 32 then: a small training set is no reason to
-    evaluate in smaller batches."""
+def default_epochs(task: str, train_examples: int, processes: int = 1, accumulation: int = 1) -> float:
+    """DEFAULT_EPOCHS, or SMALL_SET_EPOCHS for a classification training set too small for batch 32 (the sets the
+    batch rule shrinks the batch for)."""
+    small = default_batch_size(train_examples, processes, accumulation) < BATCH_SIZES[0]
+    return SMALL_SET_EPOCHS if small and task in LONGER_ON_SMALL_SETS else DEFAULT_EPOCHS
+
+
+def with_default_batch_and_epochs(recipe: Recipe, train_examples: int | None, processes: int = 1) -> Recipe:
+    """`recipe` with train.batch_size and train.epochs filled in where it sets none (see default_batch_size and
+    default_epochs; batch 32 and 3 epochs with max_steps or an unknown number of examples). The evaluation batch
+    stays 2 x 32 then: a small training set is no reason to evaluate in smaller batches."""
     train = recipe.train
-    if train.batch_size is not None:
+    sized = None if train.max_steps else train_examples  # with max_steps the run's length is set in steps
+    update: dict[str, float] = {}
+    if train.batch_size is None:
+        update["batch_size"] = (BATCH_SIZES[0] if sized is None
+                                else default_batch_size(sized, processes, train.gradient_accumulation_steps))
+        update["eval_batch_size"] = train.eval_batch_size or 2 * BATCH_SIZES[0]
+    if train.epochs is None:
+        update["epochs"] = (DEFAULT_EPOCHS if sized is None
+                            else default_epochs(recipe.task, sized, processes, train.gradient_accumulation_steps))
+    if not update:
         return recipe
-    size = (BATCH_SIZES[0] if train.max_steps or train_examples is None
-            else default_batch_size(train_examples, processes, train.gradient_accumulation_steps))
-    update = {"batch_size": size, "eval_batch_size": train.eval_batch_size or 2 * BATCH_SIZES[0]}
     return recipe.model_copy(update={"train": train.model_copy(update=update)})

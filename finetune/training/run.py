@@ -39,7 +39,7 @@ from finetune.outputs.run_dir import (
 from finetune.tasks import get_task
 from finetune.training.arguments import build_training_arguments, check_trackers
 from finetune.training.checkpoints import interrupt_callback, resolve_resume
-from finetune.training.defaults import with_default_batch_size, with_default_learning_rate
+from finetune.training.defaults import with_default_batch_and_epochs, with_default_learning_rate
 from finetune.training.distributed import barrier, is_main_process, world_size
 from finetune.training.early_stopping import early_stopping_callback, early_stopping_report
 from finetune.training.trainer import configure_library_logging, evaluating_in_order
@@ -145,8 +145,9 @@ def _run_locked(recipe: Recipe, run_dir: Path, state: str, callbacks: list[Any])
     recipe = with_default_learning_rate(recipe, parameters["total_parameters"])
 
     train_set = task.tokenize(data.train, tokenizer)
-    # No batch size in the recipe: 32, smaller for a training set too small for 50 steps an epoch (defaults.py).
-    recipe = with_default_batch_size(recipe, len(train_set), world_size())
+    # No batch size or epochs in the recipe: 32 and 3, smaller batches for a training set too small for 50 steps an
+    # epoch, and 6 epochs when such a set is classified (defaults.py).
+    recipe = with_default_batch_and_epochs(recipe, len(train_set), world_size())
     eval_sets = {name: task.tokenize(split, tokenizer) for name, split in data.eval.items()}
     test_sets = {name: task.tokenize(split, tokenizer) for name, split in data.test.items()}
 
