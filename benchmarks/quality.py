@@ -7,7 +7,8 @@
 Model all-MiniLM-L6-v2 (22M parameters), GLUE dev sets in full, the first N training examples. Variants, each run in
 a fresh process, interleaved (the order rotates from one task/budget/seed to the next):
 
-- finetune: `finetune classify` with its defaults (learning rate by model size, 10% warm-up, 3 epochs, batch 32);
+- finetune: `finetune classify` with its defaults (learning rate by model size, 10% warm-up; batch size and epochs by
+  training-set size: batch 8 and 6 epochs at 512 examples, batch 32 and 3 epochs from 1,600);
 - finetune (old defaults): the same with the defaults before the size-based policy (learning rate 2e-5, no warm-up);
 - Trainer defaults: a plain transformers Trainer with transformers' own defaults (learning rate 5e-5, batch 8,
   3 epochs, no warm-up, linear decay), dynamic padding (its default collator), max_length 128;
@@ -240,8 +241,9 @@ def main() -> None:
                             "learning rate", "steps", "training s"], rows)
     notes = [f"model all-MiniLM-L6-v2; GLUE {', '.join(tasks)}: the first N training examples, the full dev set; "
              f"seeds {', '.join(map(str, seeds))}; spread = max - min over seeds; "
-             + (f"{options.epochs:g} epoch(s) for every variant" if options.epochs else "3 epochs (every variant's "
-                "default)") + f"; torch threads per run: {os.environ.get('OMP_NUM_THREADS', 'torch default')}",
+             + (f"{options.epochs:g} epoch(s) for every variant" if options.epochs else "each variant's default "
+                "epochs (the Trainer's 3; finetune's 3, or 6 under 1,600 examples)")
+             + f"; torch threads per run: {os.environ.get('OMP_NUM_THREADS', 'torch default')}",
              "finetune: the best epoch's checkpoint (as `finetune classify` keeps it); Trainer baselines: the last "
              "step; equal wall-clock: the Trainer stopped after finetune's training time (same task, budget, seed); "
              "where the equal-data Trainer run finished within that time, it is also the equal wall-clock result",
