@@ -26,11 +26,12 @@ SPEC_HELP = ("loguniform(LOW,HIGH), uniform(LOW,HIGH), int(LOW,HIGH) or choice(A
 _SPEC = re.compile(r"^\s*(loguniform|uniform|int|choice)\s*\((.*)\)\s*$", re.IGNORECASE)
 
 # Searched when neither --param nor the recipe's sweep.params says otherwise: the settings that matter most for
-# fine-tuning, over ranges that hold good values for every model size (the default learning rate policy sits inside).
+# fine-tuning, over ranges that hold good values for every model size (the default policies of training/defaults.py
+# sit inside: the rate by model size, batch 8-32 and 3 or 6 epochs by training-set size).
 DEFAULT_SPACE: dict[str, str] = {
     "train.learning_rate": "loguniform(1e-5,3e-4)",
-    "train.batch_size": "choice(16,32)",
-    "train.epochs": "int(2,4)",
+    "train.batch_size": "choice(8,16,32)",
+    "train.epochs": "int(2,6)",
     "train.warmup_ratio": "uniform(0.0,0.2)",
     "train.weight_decay": "choice(0.0,0.01,0.1)",
 }
